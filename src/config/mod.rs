@@ -1,0 +1,184 @@
+//! Configuration: `raw` mirrors the YAML, `validate` turns it into the typed
+//! `Config` below (or every problem, each naming its field).
+
+mod raw;
+mod units;
+mod validate;
+
+pub use units::{parse_duration, parse_size};
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A validated configuration. Immutable: a reload builds a new one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: AdminConfig,
+    pub app: AppConfig,
+    pub client: ClientConfig,
+    pub unavailable: UnavailableConfig,
+    pub retry: RetryConfig,
+    pub drain: DrainConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Idempotent request bodies up to this size are buffered so the request
+    /// can be replayed; larger ones stream and are never retried once sent.
+    pub buffer_limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DrainConfig {
+    /// After SIGTERM, keep accepting this long while Kubernetes removes the
+    /// pod from Service endpoints.
+    pub delay: Duration,
+    /// Then wait at most this long for requests in flight to finish.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// App processes, balanced by least outstanding requests.
+    pub endpoints: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    /// Time allowed for the app's response headers once the request is sent.
+    pub response_timeout: Duration,
+    /// Kept below Node's default `keepAliveTimeout` (5 s) so we never reuse a
+    /// connection the app is about to close.
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_endpoint: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// From the first byte of a request head to its end (slowloris bound).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// Request line plus headers; larger gets 431.
+    pub max_header_size: usize,
+    /// Request body limit; larger gets 413. `None`: unlimited.
+    pub max_body_size: Option<u64>,
+    pub max_connections: usize,
+    pub http2_max_streams: u32,
+    pub listen_backlog: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnavailableConfig {
+    /// `Retry-After` on responses lifeguard synthesizes because the app failed.
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+impl ConfigError {
+    /// Every problem, one per line, each naming its field where it has one.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => vec![self.to_string()],
+            ConfigError::Invalid { problems, .. } => problems.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates YAML text; `origin` names the source in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        // An empty file is a valid config: every key has a default.
+        let raw: raw::RawConfig = if text.trim().is_empty() {
+            raw::RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        validate::validate(raw).map_err(|problems| ConfigError::Invalid {
+            path: origin.to_owned(),
+            problems,
+        })
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_from_empty() {
+        let c = Config::from_yaml("", "t").unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin.listen.to_string(), "0.0.0.0:9901");
+        assert_eq!(c.app.endpoints[0].to_string(), "127.0.0.1:3000");
+        assert_eq!(c.app.pool_idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.unavailable.retry_after, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let yaml = "app:\n  endpoints: [\"127.0.0.1:1\", \"x:y\"]\n  connect_timeout: 5\nunavailable:\n  retry_after: 0s\nlog:\n  format: xml\n";
+        let err = Config::from_yaml(yaml, "t").unwrap_err();
+        let p = err.problems();
+        assert!(p.contains(&"app.endpoints[1]: invalid socket address \"x:y\" (expected IP:PORT)".to_string()), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("app.connect_timeout: invalid duration \"5\"")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("unavailable.retry_after: 0s is below")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("log.format: unknown format")), "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = Config::from_yaml("app:\n  endpoint: []\n", "t").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown field `endpoint`"), "{text}");
+    }
+
+    #[test]
+    fn header_limit_never_below_node() {
+        let err = Config::from_yaml("client:\n  max_header_size: 8KiB\n", "t").unwrap_err();
+        assert!(err.problems()[0].starts_with("client.max_header_size:"));
+    }
+}

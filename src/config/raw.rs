@@ -1,0 +1,80 @@
+//! The serde mirror of `config.yaml`: every key, as written, with no meaning
+//! attached yet. Unknown keys are errors (`deny_unknown_fields`) so a typo never
+//! silently falls back to a default. Values stay strings where their parsing can
+//! fail, so `validate` can name the field and report every problem at once.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub app: RawApp,
+    #[serde(default)]
+    pub client: RawClient,
+    #[serde(default)]
+    pub unavailable: RawUnavailable,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub drain: RawDrain,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub buffer_limit: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrain {
+    pub delay: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub endpoints: Option<Vec<String>>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_endpoint: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_header_size: Option<String>,
+    pub max_body_size: Option<String>,
+    pub max_connections: Option<u32>,
+    pub http2_max_streams: Option<u32>,
+    pub listen_backlog: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnavailable {
+    pub retry_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}

@@ -1,0 +1,183 @@
+//! The one closed set of things that can go wrong on the request path, and the
+//! one place (`classify_*`) where transport errors become those things.
+//!
+//! Two facts decide what a failure means for the client (see ARCHITECTURE.md):
+//! was anything sent to the app (`request_sent`), and did a response byte reach
+//! the client (then nothing can be synthesized: the body is aborted instead).
+
+use http::StatusCode;
+use std::io;
+
+/// A failure on the request path. Every variant maps to exactly one status,
+/// RFC 9209 error type and metrics label; matches are exhaustive on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// The request was malformed in a way that must not reach the app.
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    /// The request body is larger than `client.max_body_size`.
+    #[error("request body exceeds client.max_body_size")]
+    BodyTooLarge,
+    /// The app refused the TCP connection: its process is not listening.
+    #[error("app refused the connection")]
+    AppRefused,
+    /// The TCP connect did not finish within `app.connect_timeout`.
+    #[error("connect to app timed out")]
+    AppConnectTimeout,
+    /// Any other connect failure (nothing was sent).
+    #[error("could not connect to app")]
+    AppConnectFailed,
+    /// The request went out, and the app closed or reset the connection
+    /// before any response header: typically the app process died.
+    #[error("app closed the connection before responding")]
+    AppClosedBeforeResponse,
+    /// No response headers within `app.response_timeout`.
+    #[error("app did not respond within app.response_timeout")]
+    ResponseTimeout,
+    /// The app answered with something that is not HTTP/1.1.
+    #[error("app sent an invalid response")]
+    BadResponse,
+    /// The app failed after response headers went to the client.
+    #[error("app connection failed after the response started")]
+    ResetAfterResponse,
+    /// The client's request body failed while being forwarded (client gone).
+    #[error("client request body aborted")]
+    ClientBodyAborted,
+}
+
+impl ProxyError {
+    /// The status lifeguard answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::ClientBodyAborted => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::AppRefused
+            | ProxyError::AppConnectTimeout
+            | ProxyError::AppConnectFailed
+            | ProxyError::AppClosedBeforeResponse => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadResponse | ProxyError::ResetAfterResponse => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether any byte of the request may have reached the app. When false,
+    /// resending is safe for every method.
+    pub fn request_sent(self) -> bool {
+        match self {
+            ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::AppRefused
+            | ProxyError::AppConnectTimeout
+            | ProxyError::AppConnectFailed => false,
+            ProxyError::AppClosedBeforeResponse
+            | ProxyError::ResponseTimeout
+            | ProxyError::BadResponse
+            | ProxyError::ResetAfterResponse
+            | ProxyError::ClientBodyAborted => true,
+        }
+    }
+
+    /// Whether the failure is the app's (so the client may try again later):
+    /// those responses carry `Retry-After` and `Proxy-Status`.
+    pub fn is_upstream(self) -> bool {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyAborted => false,
+            ProxyError::AppRefused
+            | ProxyError::AppConnectTimeout
+            | ProxyError::AppConnectFailed
+            | ProxyError::AppClosedBeforeResponse
+            | ProxyError::ResponseTimeout
+            | ProxyError::BadResponse
+            | ProxyError::ResetAfterResponse => true,
+        }
+    }
+
+    /// Whether the app may have crashed (connection died with a request on it).
+    pub fn suggests_crash(self) -> bool {
+        matches!(self, ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse)
+    }
+
+    /// A closed label for logs and metrics.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BodyTooLarge => "body_too_large",
+            ProxyError::AppRefused => "refused",
+            ProxyError::AppConnectTimeout => "connect_timeout",
+            ProxyError::AppConnectFailed => "connect_failed",
+            ProxyError::AppClosedBeforeResponse => "reset_before_response",
+            ProxyError::ResponseTimeout => "response_timeout",
+            ProxyError::BadResponse => "bad_response",
+            ProxyError::ResetAfterResponse => "reset_after_response",
+            ProxyError::ClientBodyAborted => "client_body_aborted",
+        }
+    }
+
+    /// The RFC 9209 `Proxy-Status` error type.
+    pub fn proxy_status_error(self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyAborted => {
+                "http_request_error"
+            }
+            ProxyError::AppRefused => "connection_refused",
+            ProxyError::AppConnectTimeout => "connection_timeout",
+            ProxyError::AppConnectFailed => "destination_unavailable",
+            ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse => "connection_terminated",
+            ProxyError::ResponseTimeout => "http_response_timeout",
+            ProxyError::BadResponse => "http_protocol_error",
+        }
+    }
+}
+
+/// Classifies a failed TCP connect (nothing was sent).
+pub fn classify_connect(err: &io::Error) -> ProxyError {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => ProxyError::AppRefused,
+        io::ErrorKind::TimedOut => ProxyError::AppConnectTimeout,
+        _ => ProxyError::AppConnectFailed,
+    }
+}
+
+/// Classifies a failed exchange on an established app connection, before any
+/// response header arrived. `body_too_large` says our own request-body limit
+/// tripped (hyper sees that as a body error).
+pub fn classify_exchange(err: &hyper::Error, body_too_large: bool) -> ProxyError {
+    if body_too_large {
+        return ProxyError::BodyTooLarge;
+    }
+    if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
+        return ProxyError::BadResponse;
+    }
+    if err.is_body_write_aborted() || err.is_user() {
+        // Our request body (the client's upload) failed. hyper reports the
+        // client going away mid-upload this way.
+        return ProxyError::ClientBodyAborted;
+    }
+    // Incomplete message, reset, broken pipe, canceled mid-flight: the app
+    // connection died with our request on it.
+    ProxyError::AppClosedBeforeResponse
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_never_sent() {
+        for kind in [io::ErrorKind::ConnectionRefused, io::ErrorKind::TimedOut, io::ErrorKind::Other] {
+            let e = classify_connect(&io::Error::from(kind));
+            assert!(!e.request_sent(), "{e:?}");
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(classify_connect(&io::ErrorKind::ConnectionRefused.into()).proxy_status_error(), "connection_refused");
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(ProxyError::ResponseTimeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(ProxyError::BadResponse.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ProxyError::AppClosedBeforeResponse.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(ProxyError::AppClosedBeforeResponse.request_sent());
+        assert!(ProxyError::AppClosedBeforeResponse.suggests_crash());
+    }
+}

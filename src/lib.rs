@@ -1,0 +1,13 @@
+//! lifeguard: a reverse-proxy sidecar that answers for the app when the app
+//! cannot. See ARCHITECTURE.md for the map of the modules.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod inflight;
+pub mod logging;
+pub mod proxy;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod upstream;

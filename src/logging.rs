@@ -1,0 +1,29 @@
+//! Log output: text or JSON, one access-log event per request (target
+//! `access`), level filter adjustable at run time (for config reload).
+
+use crate::config::{LogConfig, LogFormat};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+/// Changes the log filter of the running process.
+pub type LevelHandle = reload::Handle<EnvFilter, Registry>;
+
+/// Installs the global subscriber. Returns `None` if one is already installed
+/// (several in-process test servers share one).
+pub fn init(cfg: &LogConfig) -> Option<LevelHandle> {
+    let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let result = match cfg.format {
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stdout))
+            .try_init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stdout))
+            .try_init(),
+    };
+    result.ok().map(|_| handle)
+}

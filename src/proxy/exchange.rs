@@ -1,0 +1,131 @@
+//! One request's accounting from acceptance to the last response byte: its
+//! in-flight entry, the endpoint's outstanding count, the app connection to
+//! return to the pool, and the single access-log event, written on drop so that
+//! every path (success, synthesized error, client gone) logs exactly once.
+
+use crate::error::ProxyError;
+use crate::inflight::{CrashReport, Ticket};
+use crate::server::ConnState;
+use crate::upstream::{Outstanding, PoolSettings, PooledConn};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Response not finished yet; if dropped like this, the client went away.
+    InProgress,
+    Complete,
+    /// The app failed after response headers went out; the client saw a truncated body.
+    Aborted,
+}
+
+/// The app connection serving this request, returned to its pool if the
+/// response body completes cleanly.
+#[derive(Debug)]
+struct Lease {
+    outstanding: Outstanding,
+    conn: PooledConn,
+    settings: PoolSettings,
+}
+
+#[derive(Debug)]
+pub struct Exchange {
+    ticket: Ticket,
+    conn: Arc<ConnState>,
+    started: Instant,
+    lease: Option<Lease>,
+    outcome: Outcome,
+    pub status: u16,
+    pub error: Option<ProxyError>,
+    pub bytes_out: u64,
+    pub retries: u32,
+}
+
+impl Exchange {
+    pub fn new(ticket: Ticket, conn: Arc<ConnState>) -> Exchange {
+        conn.request_started();
+        Exchange {
+            ticket,
+            conn,
+            started: Instant::now(),
+            lease: None,
+            outcome: Outcome::InProgress,
+            status: 0,
+            error: None,
+            bytes_out: 0,
+            retries: 0,
+        }
+    }
+
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    /// Keeps the app connection until the response body is done.
+    pub fn lease(&mut self, outstanding: Outstanding, conn: PooledConn, settings: PoolSettings) {
+        self.lease = Some(Lease { outstanding, conn, settings });
+    }
+
+    pub(super) fn body_finished(&mut self) {
+        self.outcome = Outcome::Complete;
+        if let Some(lease) = self.lease.take() {
+            let endpoint = lease.outstanding.endpoint().clone();
+            endpoint.checkin(lease.conn.sender, &lease.settings);
+        }
+    }
+
+    pub(super) fn body_failed(&mut self, err: &hyper::Error) {
+        self.outcome = Outcome::Aborted;
+        self.lease = None; // the connection is broken: never pool it
+        let kind = ProxyError::ResetAfterResponse;
+        self.error = Some(kind);
+        tracing::warn!(error = %err, request_id = ?self.ticket.entry().request_id, "app failed mid-response; client response truncated");
+        if let Some(report) = self.ticket.crash_report(kind.kind()) {
+            log_crash(&report);
+        }
+    }
+}
+
+/// The `app_connection_lost` event: which requests were in flight on the
+/// endpoint when its connection died.
+pub fn log_crash(report: &CrashReport) {
+    let requests = serde_json::to_string(&report.requests).unwrap_or_default();
+    tracing::error!(
+        event = "app_connection_lost",
+        endpoint = %report.endpoint,
+        trigger = report.trigger,
+        in_flight = report.requests.len(),
+        requests = %requests,
+        "app connection lost with requests in flight"
+    );
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.conn.request_finished();
+        let e = self.ticket.entry();
+        let outcome = match self.outcome {
+            Outcome::InProgress => "client_gone",
+            Outcome::Complete => "complete",
+            Outcome::Aborted => "aborted",
+        };
+        // 499: nginx's convention for "client closed the request before the response".
+        let status = if self.status == 0 { 499 } else { self.status };
+        let endpoint = e.endpoint.load();
+        tracing::info!(
+            target: "access",
+            method = %e.method,
+            path = e.uri.path(),
+            status,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            endpoint = endpoint.as_deref().map_or("-", |s| s.as_str()),
+            request_id = %String::from_utf8_lossy(e.request_id.as_bytes()),
+            error = self.error.map_or("-", ProxyError::kind),
+            outcome,
+            bytes_in = e.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out = self.bytes_out,
+            retries = self.retries,
+            client = %e.client,
+        );
+    }
+}

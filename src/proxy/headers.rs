@@ -1,0 +1,311 @@
+//! Header rules for both directions: hop-by-hop removal (RFC 9110 §7.6.1),
+//! `X-Forwarded-*`, the request id, framing checks, and origin-form targets.
+
+use crate::error::ProxyError;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, Method, Uri, Version};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Request ids longer than this are replaced: they end up in every log line.
+const MAX_REQUEST_ID_LEN: usize = 200;
+
+/// RFC 9110 §9.2.2: methods whose repetition has the same intended effect.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Generates request ids: a per-process random prefix and a counter, unique
+/// without a random draw or lock per request.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u32(std::process::id());
+        RequestIds { prefix: h.finish(), counter: AtomicU64::new(0) }
+    }
+}
+
+impl RequestIds {
+    /// The client's `X-Request-Id` if it sent a usable one, else a new one.
+    pub fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(v) = headers.get(&X_REQUEST_ID) {
+            if !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN {
+                return v.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut buf = [0u8; 33];
+        hex(&mut buf[..16], self.prefix);
+        buf[16] = b'-';
+        hex(&mut buf[17..], n);
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+fn hex(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// Rejects requests whose framing is ambiguous or unsupported. Both
+/// `Content-Length` and `Transfer-Encoding` is the classic smuggling vector
+/// (RFC 9112 §6.1): never forwarded, answered 400 with the connection closed.
+pub fn check_request(parts: &request::Parts) -> Result<(), ProxyError> {
+    let h = &parts.headers;
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(ProxyError::BadRequest("repeated Content-Length"));
+    }
+    if parts.method == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+    }
+    if h.get_all(header::HOST).iter().count() > 1 {
+        return Err(ProxyError::BadRequest("repeated Host"));
+    }
+    Ok(())
+}
+
+/// Whether this is an HTTP/1.1 upgrade (e.g. WebSocket) to tunnel.
+pub fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11 && headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers: the fixed list, and every header named in
+/// `Connection`. With `keep_upgrade`, `Upgrade` survives and `Connection:
+/// upgrade` is restored, as tunnelling an upgrade requires.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Only a Connection header naming something beyond the usual tokens needs
+    // the slower path (collecting names before removing them).
+    let extra: Option<Vec<HeaderName>> = {
+        let mut names = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !["close", "keep-alive", "upgrade", "te"].iter().any(|k| t.eq_ignore_ascii_case(k))
+            })
+            .peekable();
+        names.peek().is_some().then(|| names.filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect())
+    };
+    for name in extra.into_iter().flatten() {
+        headers.remove(name);
+    }
+    headers.remove(header::CONNECTION);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::PROXY_AUTHENTICATE);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Per-connection facts the forwarding headers need, computed once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientFacts {
+    pub peer_ip: HeaderValue,
+    pub proto: &'static str,
+}
+
+/// Turns the client's request head into the one sent to the app (HTTP/1.1,
+/// origin-form target, hop-by-hop removed, forwarding headers, request id).
+pub fn prepare_upstream(parts: &mut request::Parts, facts: &ClientFacts, request_id: &HeaderValue, upgrade: bool) {
+    let h = &mut parts.headers;
+    // `TE: trailers` is end-to-end in meaning (the client accepts trailers); any
+    // other TE value is about this hop only.
+    let te_trailers = h.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    h.remove(header::TE);
+    strip_hop_by_hop(h, upgrade);
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+
+    // HTTP/2 clients and absolute-form targets carry the host in the URI.
+    let host = match (parts.uri.authority(), h.get(header::HOST)) {
+        (_, Some(host)) => Some(host.clone()),
+        (Some(auth), None) => HeaderValue::from_str(auth.as_str()).ok(),
+        (None, None) => None,
+    };
+    if let Some(host) = host {
+        h.insert(&X_FORWARDED_HOST, host.clone());
+        h.insert(header::HOST, host);
+    }
+    h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(facts.proto));
+    append_forwarded_for(h, &facts.peer_ip);
+    h.insert(&X_REQUEST_ID, request_id.clone());
+
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts.uri.path_and_query().cloned();
+        parts.uri = pq.map_or_else(|| Uri::from_static("/"), Uri::from);
+    }
+    parts.version = Version::HTTP_11;
+}
+
+fn append_forwarded_for(h: &mut HeaderMap, peer_ip: &HeaderValue) {
+    let mut existing = h.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).peekable();
+    if existing.peek().is_none() {
+        h.insert(&X_FORWARDED_FOR, peer_ip.clone());
+        return;
+    }
+    let mut joined = existing.collect::<Vec<_>>().join(", ");
+    joined.push_str(", ");
+    joined.push_str(peer_ip.to_str().unwrap_or_default());
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        h.insert(&X_FORWARDED_FOR, v);
+    }
+}
+
+/// Whether the client prefers JSON over HTML (by `Accept` q-values).
+pub fn prefers_json(headers: &HeaderMap) -> bool {
+    let (mut json, mut html) = (0.0f32, 0.0f32);
+    for v in headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()) {
+        for item in v.split(',') {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if media.eq_ignore_ascii_case("application/json") || media.to_ascii_lowercase().ends_with("+json") {
+                json = json.max(q);
+            } else if media.eq_ignore_ascii_case("text/html") {
+                html = html.max(q);
+            }
+        }
+    }
+    json > 0.0 && json > html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(raw: &[(&str, &str)]) -> request::Parts {
+        let mut b = http::Request::builder().uri("/p?q=1");
+        for (k, v) in raw {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn facts() -> ClientFacts {
+        ClientFacts { peer_ip: HeaderValue::from_static("10.0.0.9"), proto: "http" }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut p = parts(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+            ("host", "example.com"),
+        ]);
+        prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), false);
+        for gone in ["connection", "x-secret", "keep-alive", "proxy-connection", "te", "upgrade"] {
+            assert!(!p.headers.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(p.headers["x-kept"], "yes");
+        assert_eq!(p.headers["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        assert_eq!(p.headers["x-forwarded-host"], "example.com");
+        assert_eq!(p.headers["x-request-id"], "rid");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_and_te_trailers_kept() {
+        let mut p = parts(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("te", "trailers")]);
+        prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), false);
+        assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
+        assert_eq!(p.headers["te"], "trailers");
+    }
+
+    #[test]
+    fn upgrade_survives_when_tunnelling() {
+        let mut p = parts(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(p.version, &p.headers));
+        prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), true);
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_host() {
+        let mut p = http::Request::builder().uri("http://app.local:8080/x?y").body(()).unwrap().into_parts().0;
+        p.version = Version::HTTP_2;
+        prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), false);
+        assert_eq!(p.uri, "/x?y");
+        assert_eq!(p.headers["host"], "app.local:8080");
+        assert_eq!(p.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_rejected() {
+        let p = parts(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        assert!(check_request(&p).is_err());
+        let p = parts(&[("content-length", "5"), ("content-length", "6")]);
+        assert!(check_request(&p).is_err());
+    }
+
+    #[test]
+    fn request_ids() {
+        let ids = RequestIds::default();
+        let a = ids.for_request(&HeaderMap::new());
+        let b = ids.for_request(&HeaderMap::new());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 33);
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("given"));
+        assert_eq!(ids.for_request(&h), "given");
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("application/json"));
+        assert!(prefers_json(&h));
+        h.insert("accept", HeaderValue::from_static("text/html,application/json;q=0.9"));
+        assert!(!prefers_json(&h));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        assert!(!prefers_json(&h));
+        assert!(is_idempotent(&Method::PUT) && !is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+    }
+}

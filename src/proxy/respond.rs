@@ -1,0 +1,132 @@
+//! Responses lifeguard writes itself when the app cannot answer. They say
+//! plainly what happened: `Proxy-Status` (RFC 9209) for machines, a short HTML
+//! or JSON body for people, `Retry-After` so clients back off, and
+//! `Connection: close` so an HTTP/1.1 client never reuses a connection whose
+//! fate is unclear (and a browser does not resend the request on it).
+
+use super::body::ProxyBody;
+use crate::error::ProxyError;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode, Version};
+use std::time::Duration;
+
+/// What a synthesized response needs to know about its request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts {
+    pub version: Version,
+    pub idempotent: bool,
+    pub wants_json: bool,
+}
+
+/// Why lifeguard answered instead of the app, in words for the page.
+fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
+    match err {
+        ProxyError::BadRequest(why) => why,
+        ProxyError::BodyTooLarge => "The request body is larger than this service accepts.",
+        ProxyError::ClientBodyAborted => "The request body could not be read.",
+        ProxyError::AppRefused | ProxyError::AppConnectTimeout | ProxyError::AppConnectFailed => {
+            "The application is not accepting connections right now. The request was not processed."
+        }
+        ProxyError::AppClosedBeforeResponse if !facts.idempotent => {
+            "The application stopped while handling this request. It may or may not have been processed; it was not retried."
+        }
+        ProxyError::AppClosedBeforeResponse => "The application stopped while handling this request.",
+        ProxyError::ResponseTimeout if !facts.idempotent => {
+            "The application did not answer in time. It may or may not have processed the request; it was not retried."
+        }
+        ProxyError::ResponseTimeout => "The application did not answer in time.",
+        ProxyError::BadResponse | ProxyError::ResetAfterResponse => "The application sent an invalid response.",
+    }
+}
+
+/// The `Proxy-Status` value: error type, plus a detail when the request may
+/// have been processed (sent, not idempotent, not retried).
+fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
+    let ty = err.proxy_status_error();
+    if err.request_sent() && !facts.idempotent {
+        let v = format!("lifeguard; error={ty}; details=\"request was sent to the app; outcome unknown; not retried\"");
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("lifeguard"))
+    } else {
+        let v = format!("lifeguard; error={ty}");
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("lifeguard"))
+    }
+}
+
+/// Builds lifeguard's own answer for `err`.
+pub fn error_response(err: ProxyError, facts: RequestFacts, request_id: &HeaderValue, retry_after: Duration) -> Response<ProxyBody> {
+    let status = err.status();
+    let message = explain(err, facts);
+    let id = request_id.to_str().unwrap_or("");
+    let (ctype, body) = if facts.wants_json {
+        let v = serde_json::json!({
+            "status": status.as_u16(),
+            "error": err.proxy_status_error(),
+            "message": message,
+            "request_id": id,
+            "outcome_unknown": err.request_sent() && !facts.idempotent,
+        });
+        ("application/json", v.to_string())
+    } else {
+        ("text/html; charset=utf-8", html_page(status, message, id))
+    };
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if err.is_upstream() {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        h.insert("proxy-status", proxy_status(err, facts));
+    }
+    // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its streams are independent.
+    if facts.version <= Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn html_page(status: StatusCode, message: &str, request_id: &str) -> String {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let code = status.as_u16();
+    let id = escape(request_id);
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>{message}</p>\n<p>Request id: <code>{id}</code></p></body></html>\n"
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(idempotent: bool, json: bool) -> RequestFacts {
+        RequestFacts { version: Version::HTTP_11, idempotent, wants_json: json }
+    }
+
+    #[test]
+    fn post_after_send_says_outcome_unknown() {
+        let r = error_response(ProxyError::AppClosedBeforeResponse, facts(false, false), &HeaderValue::from_static("id1"), Duration::from_secs(5));
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["connection"], "close");
+        assert_eq!(r.headers()["retry-after"], "5");
+        let ps = r.headers()["proxy-status"].to_str().unwrap();
+        assert!(ps.starts_with("lifeguard; error=connection_terminated; details=\"request was sent"), "{ps}");
+    }
+
+    #[test]
+    fn refused_has_no_unknown_outcome() {
+        let r = error_response(ProxyError::AppRefused, facts(false, true), &HeaderValue::from_static("id"), Duration::from_secs(5));
+        assert_eq!(r.headers()["proxy-status"], "lifeguard; error=connection_refused");
+        assert_eq!(r.headers()["content-type"], "application/json");
+    }
+
+    #[test]
+    fn client_errors_carry_no_retry_after() {
+        let r = error_response(ProxyError::BodyTooLarge, facts(true, false), &HeaderValue::from_static("<x>"), Duration::from_secs(5));
+        assert_eq!(r.status(), 413);
+        assert!(!r.headers().contains_key("retry-after"));
+    }
+}

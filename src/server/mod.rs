@@ -1,0 +1,8 @@
+//! Client-facing side: listeners, per-connection tasks, and the admin port.
+
+pub mod admin;
+mod conn;
+mod io;
+pub mod listener;
+
+pub use conn::ConnState;

@@ -1,0 +1,33 @@
+//! The process lifecycle as a state machine, published on a watch channel so
+//! every task (accept loops, connections, admin) sees the same phase.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Listeners are being bound.
+    Starting,
+    /// Serving; `/readyz` answers 200.
+    Running,
+    /// Shutdown requested: `/readyz` answers 503 while we keep accepting for
+    /// `drain.delay`, since Kubernetes still routes new connections here.
+    Draining,
+    /// Listeners closed; connections are told to close (HTTP/1.1
+    /// `Connection: close`, HTTP/2 GOAWAY) as their requests finish.
+    Closing,
+    /// Nothing left in flight, or the deadline passed.
+    Stopped,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Closing => "closing",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
