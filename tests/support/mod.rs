@@ -1,0 +1,86 @@
+//! Test support: lifeguard in-process or as a real child process, test
+//! upstreams on port 0 (a hyper app, and a scripted raw-TCP peer that
+//! misbehaves on cue), and a raw HTTP/1 client that can tell "closed without a
+//! response" apart from any status. No fixed ports, no sleeps as sync.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod process;
+pub mod upstream;
+
+pub use client::{raw_exchange, RawOutcome, RawResponse};
+pub use process::ProxyProcess;
+pub use upstream::{closed_port, Script, ScriptedUpstream, TestUpstream};
+
+use lifeguard::app::Running;
+use lifeguard::config::Config;
+use std::net::SocketAddr;
+
+/// lifeguard running inside the test's tokio runtime.
+pub struct Proxy {
+    pub running: Running,
+}
+
+impl Proxy {
+    /// Starts lifeguard with `yaml` (listen addresses default to port 0 on
+    /// loopback unless `yaml` sets them).
+    pub async fn start(yaml: &str) -> Proxy {
+        let mut text = String::new();
+        if !yaml.contains("\nlisten:") && !yaml.starts_with("listen:") {
+            text.push_str("listen: \"127.0.0.1:0\"\n");
+        }
+        if !yaml.contains("admin:") {
+            text.push_str("admin:\n  listen: \"127.0.0.1:0\"\n");
+        }
+        text.push_str(yaml);
+        let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
+        init_logging();
+        let running = lifeguard::app::start(config).await.expect("lifeguard starts");
+        Proxy { running }
+    }
+
+    /// A config with one or more endpoints and otherwise defaults.
+    pub async fn with_endpoints(endpoints: &[SocketAddr], extra: &str) -> Proxy {
+        let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
+        Proxy::start(&format!("app:\n  endpoints: [{}]\n{extra}", list.join(", "))).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running.proxy_addr
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.running.admin_addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+}
+
+fn init_logging() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("LIFEGUARD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        lifeguard::logging::init(&lifeguard::config::LogConfig { format: lifeguard::config::LogFormat::Text, level });
+    });
+}
+
+/// Waits until `cond` holds, polling every 10 ms, failing after `secs`.
+pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET on the admin port, returning (status, body).
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    match raw_exchange(admin, req.as_bytes(), 5).await {
+        RawOutcome::Response(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+        other => panic!("admin {path}: {other:?}"),
+    }
+}

@@ -1,0 +1,234 @@
+//! Test apps on port 0: `TestUpstream` (a well-behaved hyper app with a
+//! handler) and `ScriptedUpstream` (a raw TCP peer that reads a request and
+//! then resets, closes, stalls, sends garbage or dies mid-body).
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(data: impl Into<Bytes>) -> TestBody {
+    Full::new(data.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+/// A port nothing listens on (bound, then released): connects are refused.
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A hyper HTTP/1.1 app. Dropping it stops it and closes its connections.
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    /// Requests received (counted when the handler is called).
+    pub hits: Arc<AtomicUsize>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl TestUpstream {
+    pub async fn start<F, Fut>(handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), handler).await
+    }
+
+    /// Starts on a given listener (to restart an app on the same port).
+    pub async fn start_on<F, Fut>(listener: TcpListener, handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let tasks = Arc::new(Mutex::new(JoinSet::new()));
+        let (h, t) = (hits.clone(), tasks.clone());
+        tasks.lock().unwrap().spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let handler = handler.clone();
+                let h = h.clone();
+                let svc = service_fn(move |req| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                t.lock().unwrap().spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestUpstream { addr, hits, tasks }
+    }
+
+    /// Answers every request with its method, path, body length and headers
+    /// as JSON: `{"method":..,"path":..,"body_len":..,"headers":{..}}`.
+    pub async fn echo() -> TestUpstream {
+        TestUpstream::start(|req: Request<Incoming>| async move {
+            let method = req.method().to_string();
+            let path = req.uri().to_string();
+            let version = format!("{:?}", req.version());
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_owned())))
+                .collect();
+            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let v = serde_json::json!({"method": method, "path": path, "version": version, "body_len": body.len(), "headers": headers});
+            Response::builder().header("content-type", "application/json").body(full(v.to_string())).unwrap()
+        })
+        .await
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            t.abort_all();
+        }
+    }
+}
+
+/// What a scripted peer does after reading a complete request.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// RST (SO_LINGER 0) with no response byte: a crashed process.
+    Reset,
+    /// FIN with no response byte.
+    Close,
+    /// Never answers (keeps the socket open).
+    Stall,
+    /// Writes these bytes, then closes.
+    Raw(&'static [u8]),
+    /// Writes these bytes (e.g. a head and part of the body), waits a moment,
+    /// then resets: death after response headers.
+    RawThenReset(&'static [u8]),
+}
+
+/// A raw-TCP app that follows a script for every request it reads.
+pub struct ScriptedUpstream {
+    pub addr: SocketAddr,
+    /// Complete requests read.
+    pub requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptedUpstream {
+    pub async fn start(script: Script) -> ScriptedUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let r = requests.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                let script = script.clone();
+                let r = r.clone();
+                conns.spawn(async move {
+                    if read_request(&mut s).await.is_none() {
+                        return;
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    act(s, script).await;
+                });
+            }
+        });
+        ScriptedUpstream { addr, requests, task }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ScriptedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn act(mut s: TcpStream, script: Script) {
+    match script {
+        Script::Reset => reset(s),
+        Script::Close => drop(s),
+        Script::Stall => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Script::Raw(bytes) => {
+            let _ = s.write_all(bytes).await;
+            let _ = s.flush().await;
+        }
+        Script::RawThenReset(bytes) => {
+            let _ = s.write_all(bytes).await;
+            let _ = s.flush().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            reset(s);
+        }
+    }
+}
+
+/// Closes with RST, as the kernel does for a killed process with unread data.
+pub fn reset(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
+}
+
+/// Reads one request (head, and a Content-Length or chunked body).
+pub async fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &buf[head_end..];
+        let done = match len {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => true,
+        };
+        if done {
+            return Some(buf);
+        }
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
