@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod node;
 pub mod process;
 pub mod upstream;
 

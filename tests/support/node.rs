@@ -1,0 +1,1 @@
+//! Node.js test apps (owned by the Express end-to-end tests).
