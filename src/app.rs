@@ -42,13 +42,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shared = Arc::new(Shared::new(config));
     let connections = Arc::new(Semaphore::new(max_connections));
 
-    tokio::spawn(listener::accept_loop(proxy, shared.clone(), connections.clone()));
+    tokio::spawn(listener::accept_loop(
+        proxy,
+        shared.clone(),
+        connections.clone(),
+    ));
     tokio::spawn(admin::serve(admin, shared.clone()));
     tokio::spawn(evict_idle_app_connections(shared.clone()));
 
     shared.phase.send_replace(Phase::Running);
     tracing::info!(listen = %proxy_addr, admin = %admin_addr, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
-    Ok(Running { proxy_addr, admin_addr, shared, connections, max_connections })
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        shared,
+        connections,
+        max_connections,
+    })
 }
 
 /// Closes pooled app connections past `app.pool_idle_timeout`, so sockets are
@@ -99,10 +109,13 @@ impl Running {
             }
             if Instant::now() >= deadline {
                 if in_flight > 0 {
-                    let left = serde_json::to_string(&self.shared.inflight.snapshot()).unwrap_or_default();
+                    let left =
+                        serde_json::to_string(&self.shared.inflight.snapshot()).unwrap_or_default();
                     tracing::warn!(in_flight, requests = %left, "drain.timeout reached with requests in flight");
                 }
-                break DrainOutcome::Deadline { left_in_flight: in_flight };
+                break DrainOutcome::Deadline {
+                    left_in_flight: in_flight,
+                };
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };

@@ -81,7 +81,9 @@ impl ProxyError {
     /// those responses carry `Retry-After` and `Proxy-Status`.
     pub fn is_upstream(self) -> bool {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyAborted => false,
+            ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::ClientBodyAborted => false,
             ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
             | ProxyError::AppConnectFailed
@@ -94,7 +96,10 @@ impl ProxyError {
 
     /// Whether the app may have crashed (connection died with a request on it).
     pub fn suggests_crash(self) -> bool {
-        matches!(self, ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse)
+        matches!(
+            self,
+            ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse
+        )
     }
 
     /// A closed label for logs and metrics.
@@ -116,13 +121,15 @@ impl ProxyError {
     /// The RFC 9209 `Proxy-Status` error type.
     pub fn proxy_status_error(self) -> &'static str {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyAborted => {
-                "http_request_error"
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::ClientBodyAborted => "http_request_error",
             ProxyError::AppRefused => "connection_refused",
             ProxyError::AppConnectTimeout => "connection_timeout",
             ProxyError::AppConnectFailed => "destination_unavailable",
-            ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse => "connection_terminated",
+            ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse => {
+                "connection_terminated"
+            }
             ProxyError::ResponseTimeout => "http_response_timeout",
             ProxyError::BadResponse => "http_protocol_error",
         }
@@ -164,19 +171,32 @@ mod tests {
 
     #[test]
     fn connect_errors_are_never_sent() {
-        for kind in [io::ErrorKind::ConnectionRefused, io::ErrorKind::TimedOut, io::ErrorKind::Other] {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::Other,
+        ] {
             let e = classify_connect(&io::Error::from(kind));
             assert!(!e.request_sent(), "{e:?}");
             assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         }
-        assert_eq!(classify_connect(&io::ErrorKind::ConnectionRefused.into()).proxy_status_error(), "connection_refused");
+        assert_eq!(
+            classify_connect(&io::ErrorKind::ConnectionRefused.into()).proxy_status_error(),
+            "connection_refused"
+        );
     }
 
     #[test]
     fn statuses() {
-        assert_eq!(ProxyError::ResponseTimeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            ProxyError::ResponseTimeout.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
         assert_eq!(ProxyError::BadResponse.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(ProxyError::AppClosedBeforeResponse.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ProxyError::AppClosedBeforeResponse.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert!(ProxyError::AppClosedBeforeResponse.request_sent());
         assert!(ProxyError::AppClosedBeforeResponse.suggests_crash());
     }

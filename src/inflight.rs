@@ -120,7 +120,12 @@ impl Registry {
         let shard = self.next.fetch_add(1, Ordering::Relaxed) % SHARDS;
         let entry = Arc::new(entry);
         let key = lock(&self.shards[shard]).insert(entry.clone());
-        Ticket { registry: self.clone(), shard, key, entry }
+        Ticket {
+            registry: self.clone(),
+            shard,
+            key,
+            entry,
+        }
     }
 
     /// Every request in flight, oldest first.
@@ -155,7 +160,11 @@ impl Registry {
         let mut requests: Vec<(Instant, RequestView)> = Vec::new();
         for shard in self.shards.iter() {
             for (_, e) in lock(shard).iter() {
-                let same = e.endpoint.load().as_deref().is_some_and(|ep| *ep == *endpoint);
+                let same = e
+                    .endpoint
+                    .load()
+                    .as_deref()
+                    .is_some_and(|ep| *ep == *endpoint);
                 if same || std::ptr::eq(&**e, victim) {
                     e.reported.store(true, Ordering::Release);
                     requests.push((e.started, view(e, now)));
@@ -189,7 +198,10 @@ fn view(e: &Entry, now: Instant) -> RequestView {
     RequestView {
         id: String::from_utf8_lossy(e.request_id.as_bytes()).into_owned(),
         method: e.method.to_string(),
-        path: e.uri.path_and_query().map_or_else(|| e.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        path: e
+            .uri
+            .path_and_query()
+            .map_or_else(|| e.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
         endpoint: e.endpoint.load().as_deref().cloned(),
         age_ms: now.saturating_duration_since(e.started).as_millis() as u64,
         client: e.client.to_string(),
@@ -218,7 +230,9 @@ impl Entry {
     /// Records that the whole request body has gone to the app.
     pub fn mark_body_sent(&self) {
         let ms = self.started.elapsed().as_millis() as u64 + 1;
-        let _ = self.body_sent_ms.compare_exchange(0, ms, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .body_sent_ms
+            .compare_exchange(0, ms, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// When the whole request body had gone to the app, if it has.
@@ -251,10 +265,14 @@ mod tests {
         let a = entry(&reg, "/a", "127.0.0.1:3000");
         let b = entry(&reg, "/b", "127.0.0.1:3000");
         let _other = entry(&reg, "/c", "127.0.0.1:3001");
-        let report = reg.crash_report(a.entry(), "reset_before_response").unwrap();
+        let report = reg
+            .crash_report(a.entry(), "reset_before_response")
+            .unwrap();
         let paths: Vec<_> = report.requests.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(paths, ["/a", "/b"]);
-        assert!(reg.crash_report(b.entry(), "reset_before_response").is_none());
+        assert!(reg
+            .crash_report(b.entry(), "reset_before_response")
+            .is_none());
         assert_eq!(reg.recent_crashes().len(), 1);
         drop(a);
         drop(b);

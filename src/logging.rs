@@ -18,11 +18,20 @@ pub fn init(cfg: &LogConfig) -> Option<LevelHandle> {
     let result = match cfg.format {
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stdout))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stdout),
+            )
             .try_init(),
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stdout))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stdout),
+            )
             .try_init(),
     };
     result.ok().map(|_| handle)

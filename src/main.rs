@@ -9,7 +9,11 @@ use std::process::ExitCode;
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "lifeguard", version, about = "A reverse-proxy sidecar that answers for the app when the app cannot")]
+#[command(
+    name = "lifeguard",
+    version,
+    about = "A reverse-proxy sidecar that answers for the app when the app cannot"
+)]
 struct Cli {
     /// Path of the YAML config file.
     #[arg(long, short, global = true, default_value = "config.yaml")]
@@ -41,7 +45,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     lifeguard::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("lifeguard: cannot start runtime: {e}");

@@ -39,7 +39,12 @@ impl Snapshot {
             idle_timeout: config.app.pool_idle_timeout,
             max_idle: config.app.pool_max_idle_per_endpoint,
         };
-        Snapshot { config, endpoints, pool, generation }
+        Snapshot {
+            config,
+            endpoints,
+            pool,
+            generation,
+        }
     }
 }
 

@@ -162,10 +162,27 @@ mod tests {
         let yaml = "app:\n  endpoints: [\"127.0.0.1:1\", \"x:y\"]\n  connect_timeout: 5\nunavailable:\n  retry_after: 0s\nlog:\n  format: xml\n";
         let err = Config::from_yaml(yaml, "t").unwrap_err();
         let p = err.problems();
-        assert!(p.contains(&"app.endpoints[1]: invalid socket address \"x:y\" (expected IP:PORT)".to_string()), "{p:?}");
-        assert!(p.iter().any(|l| l.starts_with("app.connect_timeout: invalid duration \"5\"")), "{p:?}");
-        assert!(p.iter().any(|l| l.starts_with("unavailable.retry_after: 0s is below")), "{p:?}");
-        assert!(p.iter().any(|l| l.starts_with("log.format: unknown format")), "{p:?}");
+        assert!(
+            p.contains(
+                &"app.endpoints[1]: invalid socket address \"x:y\" (expected IP:PORT)".to_string()
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("app.connect_timeout: invalid duration \"5\"")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("unavailable.retry_after: 0s is below")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("log.format: unknown format")),
+            "{p:?}"
+        );
         assert_eq!(p.len(), 4, "{p:?}");
     }
 

@@ -5,7 +5,8 @@
 use super::raw::RawConfig;
 use super::units::{parse_duration, parse_size};
 use super::{
-    AdminConfig, AppConfig, ClientConfig, Config, DrainConfig, LogConfig, LogFormat, RetryConfig, UnavailableConfig,
+    AdminConfig, AppConfig, ClientConfig, Config, DrainConfig, LogConfig, LogFormat, RetryConfig,
+    UnavailableConfig,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,7 +23,10 @@ impl Problems {
     fn addr(&mut self, field: &str, value: Option<&str>, default: &str) -> SocketAddr {
         let text = value.unwrap_or(default);
         text.parse().unwrap_or_else(|_| {
-            self.push(field, format!("invalid socket address \"{text}\" (expected IP:PORT)"));
+            self.push(
+                field,
+                format!("invalid socket address \"{text}\" (expected IP:PORT)"),
+            );
             placeholder_addr()
         })
     }
@@ -39,11 +43,23 @@ impl Problems {
         let Some(text) = value else { return default };
         match parse_duration(text) {
             Ok(d) if d < min => {
-                self.push(field, format!("{text} is below the minimum of {}", humantime::format_duration(min)));
+                self.push(
+                    field,
+                    format!(
+                        "{text} is below the minimum of {}",
+                        humantime::format_duration(min)
+                    ),
+                );
                 default
             }
             Ok(d) if d > max => {
-                self.push(field, format!("{text} is above the maximum of {}", humantime::format_duration(max)));
+                self.push(
+                    field,
+                    format!(
+                        "{text} is above the maximum of {}",
+                        humantime::format_duration(max)
+                    ),
+                );
                 default
             }
             Ok(d) => d,
@@ -59,7 +75,10 @@ impl Problems {
         let Some(text) = value else { return default };
         match parse_size(text) {
             Ok(n) if n < min || n > max => {
-                self.push(field, format!("{text} is outside the allowed range {min}..={max} bytes"));
+                self.push(
+                    field,
+                    format!("{text} is outside the allowed range {min}..={max} bytes"),
+                );
                 default
             }
             Ok(n) => n,
@@ -86,7 +105,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     let listen = p.addr("listen", raw.listen.as_deref(), "0.0.0.0:8080");
     let admin_listen = p.addr("admin.listen", raw.admin.listen.as_deref(), "0.0.0.0:9901");
     if listen == admin_listen && listen.port() != 0 {
-        p.push("admin.listen", format!("must differ from listen ({listen})"));
+        p.push(
+            "admin.listen",
+            format!("must differ from listen ({listen})"),
+        );
     }
 
     let endpoints: Vec<SocketAddr> = match &raw.app.endpoints {
@@ -96,7 +118,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             Vec::new()
         }
         Some(list) if list.len() > 64 => {
-            p.push("app.endpoints", format!("{} endpoints listed; at most 64 are supported", list.len()));
+            p.push(
+                "app.endpoints",
+                format!("{} endpoints listed; at most 64 are supported", list.len()),
+            );
             Vec::new()
         }
         Some(list) => {
@@ -104,9 +129,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             for (i, text) in list.iter().enumerate() {
                 let field = format!("app.endpoints[{i}]");
                 match text.parse::<SocketAddr>() {
-                    Ok(a) if out.contains(&a) => p.push(&field, format!("duplicate endpoint \"{text}\"")),
+                    Ok(a) if out.contains(&a) => {
+                        p.push(&field, format!("duplicate endpoint \"{text}\""))
+                    }
                     Ok(a) => out.push(a),
-                    Err(_) => p.push(&field, format!("invalid socket address \"{text}\" (expected IP:PORT)")),
+                    Err(_) => p.push(
+                        &field,
+                        format!("invalid socket address \"{text}\" (expected IP:PORT)"),
+                    ),
                 }
             }
             out
@@ -116,18 +146,60 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     let a = &raw.app;
     let app = AppConfig {
         endpoints,
-        connect_timeout: p.duration("app.connect_timeout", a.connect_timeout.as_deref(), Duration::from_secs(1), MS, Duration::from_secs(60)),
-        response_timeout: p.duration("app.response_timeout", a.response_timeout.as_deref(), Duration::from_secs(60), MS, DAY),
-        pool_idle_timeout: p.duration("app.pool_idle_timeout", a.pool_idle_timeout.as_deref(), Duration::from_secs(2), MS, HOUR),
+        connect_timeout: p.duration(
+            "app.connect_timeout",
+            a.connect_timeout.as_deref(),
+            Duration::from_secs(1),
+            MS,
+            Duration::from_secs(60),
+        ),
+        response_timeout: p.duration(
+            "app.response_timeout",
+            a.response_timeout.as_deref(),
+            Duration::from_secs(60),
+            MS,
+            DAY,
+        ),
+        pool_idle_timeout: p.duration(
+            "app.pool_idle_timeout",
+            a.pool_idle_timeout.as_deref(),
+            Duration::from_secs(2),
+            MS,
+            HOUR,
+        ),
         pool_max_idle_per_endpoint: a.pool_max_idle_per_endpoint.unwrap_or(128) as usize,
     };
 
     let c = &raw.client;
-    let max_header_size = p.size("client.max_header_size", c.max_header_size.as_deref(), 32 * 1024, 16 * 1024, 1024 * 1024);
-    let max_body_size = p.size("client.max_body_size", c.max_body_size.as_deref(), 0, 0, u64::MAX);
+    let max_header_size = p.size(
+        "client.max_header_size",
+        c.max_header_size.as_deref(),
+        32 * 1024,
+        16 * 1024,
+        1024 * 1024,
+    );
+    let max_body_size = p.size(
+        "client.max_body_size",
+        c.max_body_size.as_deref(),
+        0,
+        0,
+        u64::MAX,
+    );
     let client = ClientConfig {
-        header_timeout: p.duration("client.header_timeout", c.header_timeout.as_deref(), Duration::from_secs(10), MS, HOUR),
-        idle_timeout: p.duration("client.idle_timeout", c.idle_timeout.as_deref(), Duration::from_secs(60), MS, DAY),
+        header_timeout: p.duration(
+            "client.header_timeout",
+            c.header_timeout.as_deref(),
+            Duration::from_secs(10),
+            MS,
+            HOUR,
+        ),
+        idle_timeout: p.duration(
+            "client.idle_timeout",
+            c.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+            MS,
+            DAY,
+        ),
         max_header_size: max_header_size as usize,
         max_body_size: (max_body_size > 0).then_some(max_body_size),
         max_connections: c.max_connections.unwrap_or(10_000) as usize,
@@ -146,22 +218,49 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
 
     // Never 0: `Retry-After: 0` invites an immediate retry storm against a dead app.
     let unavailable = UnavailableConfig {
-        retry_after: p.duration("unavailable.retry_after", raw.unavailable.retry_after.as_deref(), Duration::from_secs(5), Duration::from_secs(1), DAY),
+        retry_after: p.duration(
+            "unavailable.retry_after",
+            raw.unavailable.retry_after.as_deref(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            DAY,
+        ),
     };
 
     let retry = RetryConfig {
-        buffer_limit: p.size("retry.buffer_limit", raw.retry.buffer_limit.as_deref(), 64 * 1024, 0, 16 * 1024 * 1024),
+        buffer_limit: p.size(
+            "retry.buffer_limit",
+            raw.retry.buffer_limit.as_deref(),
+            64 * 1024,
+            0,
+            16 * 1024 * 1024,
+        ),
     };
     let drain = DrainConfig {
-        delay: p.duration("drain.delay", raw.drain.delay.as_deref(), Duration::from_secs(5), Duration::ZERO, HOUR),
-        timeout: p.duration("drain.timeout", raw.drain.timeout.as_deref(), Duration::from_secs(25), Duration::ZERO, HOUR),
+        delay: p.duration(
+            "drain.delay",
+            raw.drain.delay.as_deref(),
+            Duration::from_secs(5),
+            Duration::ZERO,
+            HOUR,
+        ),
+        timeout: p.duration(
+            "drain.timeout",
+            raw.drain.timeout.as_deref(),
+            Duration::from_secs(25),
+            Duration::ZERO,
+            HOUR,
+        ),
     };
 
     let format = match raw.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            p.push("log.format", format!("unknown format \"{other}\" (expected json or text)"));
+            p.push(
+                "log.format",
+                format!("unknown format \"{other}\" (expected json or text)"),
+            );
             LogFormat::Text
         }
     };
@@ -175,7 +274,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     }
     Ok(Config {
         listen,
-        admin: AdminConfig { listen: admin_listen },
+        admin: AdminConfig {
+            listen: admin_listen,
+        },
         app,
         client,
         unavailable,

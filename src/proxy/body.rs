@@ -40,7 +40,11 @@ pub struct StreamingBody {
 
 impl StreamingBody {
     pub fn new(inner: Incoming, entry: Arc<Entry>, limit: Option<u64>) -> Self {
-        StreamingBody { inner, entry, limit: limit.unwrap_or(u64::MAX) }
+        StreamingBody {
+            inner,
+            entry,
+            limit: limit.unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -53,7 +57,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut *self {
             UpstreamBody::Empty => Poll::Ready(None),
             UpstreamBody::Buffered(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
@@ -68,7 +75,11 @@ impl Body for UpstreamBody {
                     Poll::Ready(Some(Ok(frame))) => frame,
                 };
                 if let Some(data) = frame.data_ref() {
-                    let total = s.entry.bytes_sent.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                    let total = s
+                        .entry
+                        .bytes_sent
+                        .fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
                     if total > s.limit {
                         s.entry.body_over_limit.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
@@ -95,7 +106,9 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
-            UpstreamBody::Buffered(data) => SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64)),
+            UpstreamBody::Buffered(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
+            }
             UpstreamBody::Streaming(s) => s.inner.size_hint(),
         }
     }
@@ -118,12 +131,18 @@ impl ProxyBody {
     /// A body lifeguard wrote itself.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data: Bytes = data.into();
-        ProxyBody { inner: ResponseInner::Full((!data.is_empty()).then_some(data)), exchange: None }
+        ProxyBody {
+            inner: ResponseInner::Full((!data.is_empty()).then_some(data)),
+            exchange: None,
+        }
     }
 
     /// The app's response body, streamed.
     pub fn upstream(body: Incoming) -> Self {
-        ProxyBody { inner: ResponseInner::Upstream(body), exchange: None }
+        ProxyBody {
+            inner: ResponseInner::Upstream(body),
+            exchange: None,
+        }
     }
 
     /// Attaches the exchange; it is finished when this body ends or is dropped.
@@ -142,7 +161,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
             ResponseInner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
@@ -189,7 +211,9 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            ResponseInner::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseInner::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
+            }
             ResponseInner::Upstream(body) => body.size_hint(),
         }
     }

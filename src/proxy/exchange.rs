@@ -63,7 +63,11 @@ impl Exchange {
 
     /// Keeps the app connection until the response body is done.
     pub fn lease(&mut self, outstanding: Outstanding, conn: PooledConn, settings: PoolSettings) {
-        self.lease = Some(Lease { outstanding, conn, settings });
+        self.lease = Some(Lease {
+            outstanding,
+            conn,
+            settings,
+        });
     }
 
     pub(super) fn body_finished(&mut self) {

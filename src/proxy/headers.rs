@@ -36,9 +36,16 @@ impl Default for RequestIds {
     fn default() -> Self {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
         h.write_u32(std::process::id());
-        RequestIds { prefix: h.finish(), counter: AtomicU64::new(0) }
+        RequestIds {
+            prefix: h.finish(),
+            counter: AtomicU64::new(0),
+        }
     }
 }
 
@@ -72,7 +79,9 @@ fn hex(out: &mut [u8], v: u64) {
 pub fn check_request(parts: &request::Parts) -> Result<(), ProxyError> {
     let h = &parts.headers;
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+        return Err(ProxyError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
         return Err(ProxyError::BadRequest("repeated Content-Length"));
@@ -88,7 +97,9 @@ pub fn check_request(parts: &request::Parts) -> Result<(), ProxyError> {
 
 /// Whether this is an HTTP/1.1 upgrade (e.g. WebSocket) to tunnel.
 pub fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11 && headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && connection_has(headers, "upgrade")
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -115,10 +126,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             .map(str::trim)
             .filter(|t| {
                 !t.is_empty()
-                    && !["close", "keep-alive", "upgrade", "te"].iter().any(|k| t.eq_ignore_ascii_case(k))
+                    && !["close", "keep-alive", "upgrade", "te"]
+                        .iter()
+                        .any(|k| t.eq_ignore_ascii_case(k))
             })
             .peekable();
-        names.peek().is_some().then(|| names.filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect())
+        names.peek().is_some().then(|| {
+            names
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect()
+        })
     };
     for name in extra.into_iter().flatten() {
         headers.remove(name);
@@ -144,11 +161,18 @@ pub struct ClientFacts {
 
 /// Turns the client's request head into the one sent to the app (HTTP/1.1,
 /// origin-form target, hop-by-hop removed, forwarding headers, request id).
-pub fn prepare_upstream(parts: &mut request::Parts, facts: &ClientFacts, request_id: &HeaderValue, upgrade: bool) {
+pub fn prepare_upstream(
+    parts: &mut request::Parts,
+    facts: &ClientFacts,
+    request_id: &HeaderValue,
+    upgrade: bool,
+) {
     let h = &mut parts.headers;
     // `TE: trailers` is end-to-end in meaning (the client accepts trailers); any
     // other TE value is about this hop only.
-    let te_trailers = h.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let te_trailers = h
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     h.remove(header::TE);
     strip_hop_by_hop(h, upgrade);
     if te_trailers {
@@ -177,7 +201,11 @@ pub fn prepare_upstream(parts: &mut request::Parts, facts: &ClientFacts, request
 }
 
 fn append_forwarded_for(h: &mut HeaderMap, peer_ip: &HeaderValue) {
-    let mut existing = h.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).peekable();
+    let mut existing = h
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .peekable();
     if existing.peek().is_none() {
         h.insert(&X_FORWARDED_FOR, peer_ip.clone());
         return;
@@ -193,7 +221,11 @@ fn append_forwarded_for(h: &mut HeaderMap, peer_ip: &HeaderValue) {
 /// Whether the client prefers JSON over HTML (by `Accept` q-values).
 pub fn prefers_json(headers: &HeaderMap) -> bool {
     let (mut json, mut html) = (0.0f32, 0.0f32);
-    for v in headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()) {
+    for v in headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for item in v.split(',') {
             let mut parts = item.split(';');
             let media = parts.next().unwrap_or("").trim();
@@ -201,7 +233,9 @@ pub fn prefers_json(headers: &HeaderMap) -> bool {
                 .filter_map(|p| p.trim().strip_prefix("q="))
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
-            if media.eq_ignore_ascii_case("application/json") || media.to_ascii_lowercase().ends_with("+json") {
+            if media.eq_ignore_ascii_case("application/json")
+                || media.to_ascii_lowercase().ends_with("+json")
+            {
                 json = json.max(q);
             } else if media.eq_ignore_ascii_case("text/html") {
                 html = html.max(q);
@@ -224,7 +258,10 @@ mod tests {
     }
 
     fn facts() -> ClientFacts {
-        ClientFacts { peer_ip: HeaderValue::from_static("10.0.0.9"), proto: "http" }
+        ClientFacts {
+            peer_ip: HeaderValue::from_static("10.0.0.9"),
+            proto: "http",
+        }
     }
 
     #[test]
@@ -240,7 +277,14 @@ mod tests {
             ("host", "example.com"),
         ]);
         prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), false);
-        for gone in ["connection", "x-secret", "keep-alive", "proxy-connection", "te", "upgrade"] {
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "upgrade",
+        ] {
             assert!(!p.headers.contains_key(gone), "{gone} kept");
         }
         assert_eq!(p.headers["x-kept"], "yes");
@@ -252,7 +296,11 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_appended_and_te_trailers_kept() {
-        let mut p = parts(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("te", "trailers")]);
+        let mut p = parts(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("te", "trailers"),
+        ]);
         prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), false);
         assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
         assert_eq!(p.headers["te"], "trailers");
@@ -269,7 +317,12 @@ mod tests {
 
     #[test]
     fn absolute_form_becomes_origin_form_with_host() {
-        let mut p = http::Request::builder().uri("http://app.local:8080/x?y").body(()).unwrap().into_parts().0;
+        let mut p = http::Request::builder()
+            .uri("http://app.local:8080/x?y")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
         p.version = Version::HTTP_2;
         prepare_upstream(&mut p, &facts(), &HeaderValue::from_static("rid"), false);
         assert_eq!(p.uri, "/x?y");
@@ -302,10 +355,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("accept", HeaderValue::from_static("application/json"));
         assert!(prefers_json(&h));
-        h.insert("accept", HeaderValue::from_static("text/html,application/json;q=0.9"));
+        h.insert(
+            "accept",
+            HeaderValue::from_static("text/html,application/json;q=0.9"),
+        );
         assert!(!prefers_json(&h));
         h.insert("accept", HeaderValue::from_static("*/*"));
         assert!(!prefers_json(&h));
-        assert!(is_idempotent(&Method::PUT) && !is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+        assert!(
+            is_idempotent(&Method::PUT)
+                && !is_idempotent(&Method::POST)
+                && !is_idempotent(&Method::PATCH)
+        );
     }
 }

@@ -37,7 +37,11 @@ use std::time::Instant;
 const MAX_ATTEMPTS: u32 = 8;
 
 /// Serves one client request. Never returns `Err`.
-pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let snap = shared.snapshot.load_full();
     let request_id = shared.ids.for_request(req.headers());
     let facts = RequestFacts {
@@ -45,7 +49,12 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
         idempotent: headers::is_idempotent(req.method()),
         wants_json: headers::prefers_json(req.headers()),
     };
-    let ticket = shared.inflight.register(Entry::new(request_id.clone(), req.method().clone(), req.uri().clone(), conn.peer));
+    let ticket = shared.inflight.register(Entry::new(
+        request_id.clone(),
+        req.method().clone(),
+        req.uri().clone(),
+        conn.peer,
+    ));
     let mut exchange = Exchange::new(ticket, conn.clone());
 
     let mut resp = match forward(&shared, &snap, &conn, req, &mut exchange).await {
@@ -56,7 +65,8 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnState>, req: Request<Inco
         }
     };
     exchange.status = resp.status().as_u16();
-    resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
+    resp.headers_mut()
+        .insert(&headers::X_REQUEST_ID, request_id);
     resp.body_mut().attach(exchange);
     Ok(resp)
 }
@@ -89,7 +99,9 @@ async fn forward(
     let mut sent_failure: Option<ProxyError> = None;
     let mut last_err = ProxyError::AppRefused;
     for _ in 0..MAX_ATTEMPTS {
-        let Some(i) = upstream::pick(&snap.endpoints, tried, &shared.rotor) else { break };
+        let Some(i) = upstream::pick(&snap.endpoints, tried, &shared.rotor) else {
+            break;
+        };
         let endpoint = &snap.endpoints[i];
         entry.endpoint.store(Some(endpoint.name.clone()));
         let outstanding = endpoint.begin();
@@ -105,11 +117,18 @@ async fn forward(
         };
         // A copy for one retry after a send failure, made only when a retry is
         // possible: idempotent, replayable body, another endpoint to go to.
-        let retry_copy = (idempotent && replayable && sent_failure.is_none() && snap.endpoints.len() > 1)
-            .then(|| clone_request(&pending))
-            .flatten();
+        let retry_copy =
+            (idempotent && replayable && sent_failure.is_none() && snap.endpoints.len() > 1)
+                .then(|| clone_request(&pending))
+                .flatten();
         let sent_at = Instant::now();
-        let response = await_response(pooled.sender.try_send_request(pending), &entry, cfg.app.response_timeout, sent_at).await;
+        let response = await_response(
+            pooled.sender.try_send_request(pending),
+            &entry,
+            cfg.app.response_timeout,
+            sent_at,
+        )
+        .await;
         match response {
             Ok(Ok(mut resp)) => {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -133,7 +152,8 @@ async fn forward(
                     pending = unsent;
                     continue;
                 }
-                let kind = classify_exchange(err.error(), entry.body_over_limit.load(Ordering::Relaxed));
+                let kind =
+                    classify_exchange(err.error(), entry.body_over_limit.load(Ordering::Relaxed));
                 tracing::debug!(endpoint = %endpoint.name, error = %err.error(), kind = kind.kind(), reused = pooled.reused, "app exchange failed");
                 if kind.suggests_crash() {
                     if let Some(report) = x.ticket().crash_report(kind.kind()) {
@@ -157,7 +177,8 @@ async fn forward(
     Err(sent_failure.unwrap_or(last_err))
 }
 
-type SendResult = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
+type SendResult =
+    Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
 
 /// Waits for the app's response headers. `app.response_timeout` counts from
 /// the moment the request body has been fully sent: a slow upload is the
@@ -186,19 +207,35 @@ async fn await_response(
 
 /// Chooses how the request body travels: nothing, a small buffer that can be
 /// replayed on retry (idempotent requests of known small size), or a stream.
-async fn prepare_body(body: Incoming, idempotent: bool, snap: &Snapshot, entry: &Arc<Entry>) -> Result<UpstreamBody, ProxyError> {
+async fn prepare_body(
+    body: Incoming,
+    idempotent: bool,
+    snap: &Snapshot,
+    entry: &Arc<Entry>,
+) -> Result<UpstreamBody, ProxyError> {
     if body.is_end_stream() {
         entry.mark_body_sent();
         return Ok(UpstreamBody::Empty);
     }
-    let small = body.size_hint().exact().is_some_and(|n| n <= snap.config.retry.buffer_limit);
+    let small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= snap.config.retry.buffer_limit);
     if idempotent && small && snap.endpoints.len() > 1 {
-        let data = body.collect().await.map_err(|_| ProxyError::ClientBodyAborted)?.to_bytes();
+        let data = body
+            .collect()
+            .await
+            .map_err(|_| ProxyError::ClientBodyAborted)?
+            .to_bytes();
         entry.bytes_sent.store(data.len() as u64, Ordering::Relaxed);
         entry.mark_body_sent();
         return Ok(UpstreamBody::Buffered(Some(data)));
     }
-    Ok(UpstreamBody::Streaming(StreamingBody::new(body, entry.clone(), snap.config.client.max_body_size)))
+    Ok(UpstreamBody::Streaming(StreamingBody::new(
+        body,
+        entry.clone(),
+        snap.config.client.max_body_size,
+    )))
 }
 
 fn clone_request(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {

@@ -53,7 +53,12 @@ fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
 }
 
 /// Builds lifeguard's own answer for `err`.
-pub fn error_response(err: ProxyError, facts: RequestFacts, request_id: &HeaderValue, retry_after: Duration) -> Response<ProxyBody> {
+pub fn error_response(
+    err: ProxyError,
+    facts: RequestFacts,
+    request_id: &HeaderValue,
+    retry_after: Duration,
+) -> Response<ProxyBody> {
     let status = err.status();
     let message = explain(err, facts);
     let id = request_id.to_str().unwrap_or("");
@@ -75,7 +80,10 @@ pub fn error_response(err: ProxyError, facts: RequestFacts, request_id: &HeaderV
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if err.is_upstream() {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after.as_secs().max(1)),
+        );
         h.insert("proxy-status", proxy_status(err, facts));
     }
     // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its streams are independent.
@@ -95,7 +103,10 @@ fn html_page(status: StatusCode, message: &str, request_id: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -103,29 +114,54 @@ mod tests {
     use super::*;
 
     fn facts(idempotent: bool, json: bool) -> RequestFacts {
-        RequestFacts { version: Version::HTTP_11, idempotent, wants_json: json }
+        RequestFacts {
+            version: Version::HTTP_11,
+            idempotent,
+            wants_json: json,
+        }
     }
 
     #[test]
     fn post_after_send_says_outcome_unknown() {
-        let r = error_response(ProxyError::AppClosedBeforeResponse, facts(false, false), &HeaderValue::from_static("id1"), Duration::from_secs(5));
+        let r = error_response(
+            ProxyError::AppClosedBeforeResponse,
+            facts(false, false),
+            &HeaderValue::from_static("id1"),
+            Duration::from_secs(5),
+        );
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["connection"], "close");
         assert_eq!(r.headers()["retry-after"], "5");
         let ps = r.headers()["proxy-status"].to_str().unwrap();
-        assert!(ps.starts_with("lifeguard; error=connection_terminated; details=\"request was sent"), "{ps}");
+        assert!(
+            ps.starts_with("lifeguard; error=connection_terminated; details=\"request was sent"),
+            "{ps}"
+        );
     }
 
     #[test]
     fn refused_has_no_unknown_outcome() {
-        let r = error_response(ProxyError::AppRefused, facts(false, true), &HeaderValue::from_static("id"), Duration::from_secs(5));
-        assert_eq!(r.headers()["proxy-status"], "lifeguard; error=connection_refused");
+        let r = error_response(
+            ProxyError::AppRefused,
+            facts(false, true),
+            &HeaderValue::from_static("id"),
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            r.headers()["proxy-status"],
+            "lifeguard; error=connection_refused"
+        );
         assert_eq!(r.headers()["content-type"], "application/json");
     }
 
     #[test]
     fn client_errors_carry_no_retry_after() {
-        let r = error_response(ProxyError::BodyTooLarge, facts(true, false), &HeaderValue::from_static("<x>"), Duration::from_secs(5));
+        let r = error_response(
+            ProxyError::BodyTooLarge,
+            facts(true, false),
+            &HeaderValue::from_static("<x>"),
+            Duration::from_secs(5),
+        );
         assert_eq!(r.status(), 413);
         assert!(!r.headers().contains_key("retry-after"));
     }

@@ -15,8 +15,12 @@ pub fn spawn(client: OnUpgrade, app: OnUpgrade, entry: Arc<Entry>) {
                 let mut client = TokioIo::new(client);
                 let mut app = TokioIo::new(app);
                 match tokio::io::copy_bidirectional(&mut client, &mut app).await {
-                    Ok((up, down)) => tracing::debug!(request_id = ?entry.request_id, up, down, "tunnel closed"),
-                    Err(e) => tracing::debug!(request_id = ?entry.request_id, error = %e, "tunnel ended with error"),
+                    Ok((up, down)) => {
+                        tracing::debug!(request_id = ?entry.request_id, up, down, "tunnel closed")
+                    }
+                    Err(e) => {
+                        tracing::debug!(request_id = ?entry.request_id, error = %e, "tunnel ended with error")
+                    }
                 }
             }
             (c, a) => tracing::warn!(

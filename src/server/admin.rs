@@ -29,21 +29,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| route(shared.clone(), req));
             let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+            b.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
             let _ = b.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
 
-async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn route(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/livez") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => match shared.phase() {
             Phase::Running => text(StatusCode::OK, "ready\n"),
-            other => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}\n", other.as_str())),
+            other => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {}\n", other.as_str()),
+            ),
         },
         (&Method::GET, "/admin/inflight") => json(StatusCode::OK, &shared.inflight.snapshot()),
-        (_, "/livez" | "/readyz" | "/admin/inflight") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/livez" | "/readyz" | "/admin/inflight") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(resp)
@@ -52,8 +61,12 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<F
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -61,7 +74,11 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Byt
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"null".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

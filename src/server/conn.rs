@@ -50,7 +50,8 @@ enum Expiry {
 
 impl ConnState {
     fn new(peer: SocketAddr, proto: &'static str, h2: bool, head_started: bool) -> ConnState {
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
         ConnState {
             peer,
             facts: ClientFacts { peer_ip, proto },
@@ -97,7 +98,10 @@ impl ConnState {
         let (deadline, kind) = if head != 0 {
             (head + header.as_millis() as u64, Expiry::HeaderTimeout)
         } else {
-            (self.idle_since_ms.load(Ordering::Acquire) + idle.as_millis() as u64, Expiry::Idle)
+            (
+                self.idle_since_ms.load(Ordering::Acquire) + idle.as_millis() as u64,
+                Expiry::Idle,
+            )
         };
         if now >= deadline {
             Ok(kind)
@@ -112,14 +116,20 @@ pub async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let client = shared.snapshot.load().config.client.clone();
     let _ = stream.set_nodelay(true);
     let mut prefix = [0u8; PREFACE_LEN];
-    let Some(n) = sniff(&mut stream, &mut prefix, &client).await else { return };
+    let Some(n) = sniff(&mut stream, &mut prefix, &client).await else {
+        return;
+    };
     let h2 = n == PREFACE_LEN && prefix == *PREFACE;
     serve_io(stream, prefix, n, h2, peer, "http", shared, client).await;
 }
 
 /// Reads just enough to tell the HTTP/2 preface from an HTTP/1 request line.
 /// `None`: the client closed or sent nothing in time.
-async fn sniff(stream: &mut TcpStream, buf: &mut [u8; PREFACE_LEN], client: &ClientConfig) -> Option<usize> {
+async fn sniff(
+    stream: &mut TcpStream,
+    buf: &mut [u8; PREFACE_LEN],
+    client: &ClientConfig,
+) -> Option<usize> {
     let mut n = match tokio::time::timeout(client.idle_timeout, stream.read(buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
         Ok(Ok(n)) => n,
@@ -224,17 +234,27 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a plain unit test, no runtime to stall
     fn idle_then_header_timeout() {
         let s = ConnState::new("127.0.0.1:1".parse().unwrap(), "http", false, false);
         let idle = Duration::from_secs(60);
         let header = Duration::ZERO;
-        assert!(s.expiry(idle, header).is_err(), "fresh connection is within idle time");
+        assert!(
+            s.expiry(idle, header).is_err(),
+            "fresh connection is within idle time"
+        );
         s.bytes_arrived();
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(s.expiry(idle, header), Ok(Expiry::HeaderTimeout));
         s.request_started();
-        assert!(s.expiry(Duration::ZERO, header).is_err(), "active requests never expire");
+        assert!(
+            s.expiry(Duration::ZERO, header).is_err(),
+            "active requests never expire"
+        );
         s.request_finished();
-        assert_eq!(s.expiry(Duration::ZERO, Duration::from_secs(60)), Ok(Expiry::Idle));
+        assert_eq!(
+            s.expiry(Duration::ZERO, Duration::from_secs(60)),
+            Ok(Expiry::Idle)
+        );
     }
 }

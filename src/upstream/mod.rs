@@ -80,7 +80,11 @@ pub fn pick(endpoints: &[Arc<Endpoint>], skip: IndexSet, rotor: &AtomicUsize) ->
     if n == 0 {
         return None;
     }
-    let start = if n == 1 { 0 } else { rotor.fetch_add(1, Ordering::Relaxed) % n };
+    let start = if n == 1 {
+        0
+    } else {
+        rotor.fetch_add(1, Ordering::Relaxed) % n
+    };
     let mut best: Option<(usize, usize)> = None;
     for k in 0..n {
         let i = (start + k) % n;
@@ -100,7 +104,9 @@ mod tests {
     use super::*;
 
     fn eps(n: u16) -> Vec<Arc<Endpoint>> {
-        (0..n).map(|i| Arc::new(Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 3000 + i))))).collect()
+        (0..n)
+            .map(|i| Arc::new(Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 3000 + i)))))
+            .collect()
     }
 
     #[test]

@@ -59,12 +59,21 @@ impl Endpoint {
                 continue; // dropping the sender closes the connection
             }
             if idle.sender.is_ready()
-                || matches!(tokio::time::timeout(READY_WAIT, idle.sender.ready()).await, Ok(Ok(())))
+                || matches!(
+                    tokio::time::timeout(READY_WAIT, idle.sender.ready()).await,
+                    Ok(Ok(()))
+                )
             {
-                return Ok(PooledConn { sender: idle.sender, reused: true });
+                return Ok(PooledConn {
+                    sender: idle.sender,
+                    reused: true,
+                });
             }
         }
-        Ok(PooledConn { sender: self.connect(s.connect_timeout).await?, reused: false })
+        Ok(PooledConn {
+            sender: self.connect(s.connect_timeout).await?,
+            reused: false,
+        })
     }
 
     /// Returns a connection whose exchange completed cleanly.
@@ -76,7 +85,10 @@ impl Endpoint {
         if idle.len() >= s.max_idle {
             idle.remove(0); // the oldest is the likeliest to be closed by the app
         }
-        idle.push(IdleConn { sender, since: Instant::now() });
+        idle.push(IdleConn {
+            sender,
+            since: Instant::now(),
+        });
     }
 
     /// Drops idle connections older than `idle_timeout`. Called periodically so
