@@ -49,6 +49,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     tokio::spawn(admin::serve(admin, shared.clone()));
     tokio::spawn(evict_idle_app_connections(shared.clone()));
+    spawn_probers(&shared);
 
     shared.phase.send_replace(Phase::Running);
     tracing::info!(listen = %proxy_addr, admin = %admin_addr, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
@@ -59,6 +60,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         connections,
         max_connections,
     })
+}
+
+/// Starts the health prober of every endpoint in the current snapshot that
+/// has none yet (endpoints kept across a reload keep theirs).
+pub fn spawn_probers(shared: &Arc<Shared>) {
+    for e in &shared.snapshot.load().endpoints {
+        if !e
+            .prober_started
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tokio::spawn(crate::upstream::probe::run(e.clone(), shared.clone()));
+        }
+    }
 }
 
 /// Closes pooled app connections past `app.pool_idle_timeout`, so sockets are

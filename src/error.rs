@@ -18,6 +18,13 @@ pub enum ProxyError {
     /// The request body is larger than `client.max_body_size`.
     #[error("request body exceeds client.max_body_size")]
     BodyTooLarge,
+    /// No endpoint was up (within `unavailable.hold`): nothing was sent.
+    #[error("no app endpoint is up")]
+    AppUnavailable,
+    /// Every endpoint is at `app.max_in_flight` (or its slow-start cap) and
+    /// no slot freed within `app.queue_timeout`: nothing was sent.
+    #[error("app is at its concurrency limit")]
+    Overloaded,
     /// The app refused the TCP connection: its process is not listening.
     #[error("app refused the connection")]
     AppRefused,
@@ -51,7 +58,9 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBodyAborted => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::AppRefused
+            ProxyError::AppUnavailable
+            | ProxyError::Overloaded
+            | ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
             | ProxyError::AppConnectFailed
             | ProxyError::AppClosedBeforeResponse => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +75,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
+            | ProxyError::AppUnavailable
+            | ProxyError::Overloaded
             | ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
             | ProxyError::AppConnectFailed => false,
@@ -84,7 +95,9 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBodyAborted => false,
-            ProxyError::AppRefused
+            ProxyError::AppUnavailable
+            | ProxyError::Overloaded
+            | ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
             | ProxyError::AppConnectFailed
             | ProxyError::AppClosedBeforeResponse
@@ -107,6 +120,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::BodyTooLarge => "body_too_large",
+            ProxyError::AppUnavailable => "app_down",
+            ProxyError::Overloaded => "overload",
             ProxyError::AppRefused => "refused",
             ProxyError::AppConnectTimeout => "connect_timeout",
             ProxyError::AppConnectFailed => "connect_failed",
@@ -124,6 +139,8 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBodyAborted => "http_request_error",
+            ProxyError::AppUnavailable => "destination_unavailable",
+            ProxyError::Overloaded => "connection_limit_reached",
             ProxyError::AppRefused => "connection_refused",
             ProxyError::AppConnectTimeout => "connection_timeout",
             ProxyError::AppConnectFailed => "destination_unavailable",

@@ -4,8 +4,9 @@
 use crate::config::Config;
 use crate::inflight::Registry;
 use crate::proxy::RequestIds;
+use crate::proxy::RetryBudget;
 use crate::shutdown::Phase;
-use crate::upstream::{Endpoint, PoolSettings};
+use crate::upstream::{Endpoint, PoolSettings, Signals};
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -23,7 +24,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot, reusing `previous` endpoints with the same address
     /// so their pools and counters carry over.
-    pub fn build(config: Config, previous: Option<&Snapshot>, generation: u64) -> Snapshot {
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        generation: u64,
+        signals: &Arc<Signals>,
+    ) -> Snapshot {
         let endpoints = config
             .app
             .endpoints
@@ -31,7 +37,7 @@ impl Snapshot {
             .map(|addr| {
                 previous
                     .and_then(|p| p.endpoints.iter().find(|e| e.addr == *addr).cloned())
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(*addr)))
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(*addr, signals.clone())))
             })
             .collect();
         let pool = PoolSettings {
@@ -56,12 +62,18 @@ pub struct Shared {
     /// Rotates tie-breaks between equally loaded endpoints.
     pub rotor: AtomicUsize,
     pub phase: watch::Sender<Phase>,
+    /// Health-change and capacity wake-ups shared by all endpoints.
+    pub signals: Arc<Signals>,
+    pub retry_budget: RetryBudget,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
+        let signals = Arc::new(Signals::default());
         Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::build(config, None, 1)),
+            snapshot: ArcSwap::from_pointee(Snapshot::build(config, None, 1, &signals)),
+            signals,
+            retry_budget: RetryBudget::default(),
             inflight: Arc::new(Registry::default()),
             ids: RequestIds::default(),
             rotor: AtomicUsize::new(0),
@@ -71,5 +83,13 @@ impl Shared {
 
     pub fn phase(&self) -> Phase {
         *self.phase.borrow()
+    }
+
+    /// Ready for traffic: serving, and (unless `health.ready_requires_app` is
+    /// off) at least one app endpoint is up.
+    pub fn is_ready(&self) -> bool {
+        let snap = self.snapshot.load();
+        self.phase() == Phase::Running
+            && (!snap.config.health.ready_requires_app || snap.endpoints.iter().any(|e| e.is_up()))
     }
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub app: AppConfig,
     pub client: ClientConfig,
     pub unavailable: UnavailableConfig,
+    pub health: HealthConfig,
     pub retry: RetryConfig,
     pub drain: DrainConfig,
     pub log: LogConfig,
@@ -29,6 +30,29 @@ pub struct RetryConfig {
     /// Idempotent request bodies up to this size are buffered so the request
     /// can be replayed; larger ones stream and are never retried once sent.
     pub buffer_limit: u64,
+    /// Resends of a request that failed after it was sent (idempotent only).
+    pub attempts: u32,
+    /// Resends allowed as a share of recent requests.
+    pub budget_percent: u32,
+    /// With this header present, POST and PATCH count as idempotent.
+    pub idempotency_key_header: Option<http::HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// What a probe checks.
+    pub mode: HealthMode,
+    pub path: http::uri::PathAndQuery,
+    pub interval: Duration,
+    /// Probe interval while an endpoint is down, so a restart is seen fast.
+    pub down_interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Concurrency ramp for an endpoint that came back up.
+    pub slow_start: Duration,
+    /// `/readyz` is 503 while no endpoint is up.
+    pub ready_requires_app: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +80,10 @@ pub struct AppConfig {
     /// connection the app is about to close.
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_endpoint: usize,
+    /// Requests in flight per endpoint (0: unlimited); excess requests queue.
+    pub max_in_flight: usize,
+    /// How long a request may queue for a free slot before `503`.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +105,16 @@ pub struct ClientConfig {
 pub struct UnavailableConfig {
     /// `Retry-After` on responses lifeguard synthesizes because the app failed.
     pub retry_after: Duration,
+    /// How long a request not yet sent may wait for an endpoint to come up.
+    pub hold: Duration,
+}
+
+/// `http`: `GET health.path` must answer 2xx/3xx. `tcp`: the app must accept
+/// a connection (for apps without a health route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMode {
+    Http,
+    Tcp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

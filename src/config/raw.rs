@@ -18,6 +18,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub unavailable: RawUnavailable,
     #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
     pub retry: RawRetry,
     #[serde(default)]
     pub drain: RawDrain,
@@ -29,6 +31,23 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     pub buffer_limit: Option<String>,
+    pub attempts: Option<u32>,
+    pub budget_percent: Option<u32>,
+    pub idempotency_key_header: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub mode: Option<String>,
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub down_interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub slow_start: Option<String>,
+    pub ready_requires_app: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +71,8 @@ pub struct RawApp {
     pub response_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle_per_endpoint: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub queue_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +91,7 @@ pub struct RawClient {
 #[serde(deny_unknown_fields)]
 pub struct RawUnavailable {
     pub retry_after: Option<String>,
+    pub hold: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,8 +5,8 @@
 use super::raw::RawConfig;
 use super::units::{parse_duration, parse_size};
 use super::{
-    AdminConfig, AppConfig, ClientConfig, Config, DrainConfig, LogConfig, LogFormat, RetryConfig,
-    UnavailableConfig,
+    AdminConfig, AppConfig, ClientConfig, Config, DrainConfig, HealthConfig, HealthMode, LogConfig,
+    LogFormat, RetryConfig, UnavailableConfig,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -168,6 +168,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             HOUR,
         ),
         pool_max_idle_per_endpoint: a.pool_max_idle_per_endpoint.unwrap_or(128) as usize,
+        max_in_flight: a.max_in_flight.unwrap_or(0) as usize,
+        queue_timeout: p.duration(
+            "app.queue_timeout",
+            a.queue_timeout.as_deref(),
+            Duration::from_secs(1),
+            Duration::ZERO,
+            HOUR,
+        ),
     };
 
     let c = &raw.client;
@@ -225,7 +233,77 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             Duration::from_secs(1),
             DAY,
         ),
+        hold: p.duration(
+            "unavailable.hold",
+            raw.unavailable.hold.as_deref(),
+            Duration::from_secs(2),
+            Duration::ZERO,
+            Duration::from_secs(300),
+        ),
     };
+
+    let h = &raw.health;
+    let path = h.path.as_deref().unwrap_or("/health");
+    let health = HealthConfig {
+        mode: match h.mode.as_deref() {
+            None | Some("http") => HealthMode::Http,
+            Some("tcp") => HealthMode::Tcp,
+            Some(other) => {
+                p.push(
+                    "health.mode",
+                    format!("unknown mode \"{other}\" (expected http or tcp)"),
+                );
+                HealthMode::Http
+            }
+        },
+        path: match path.parse::<http::uri::PathAndQuery>() {
+            Ok(pq) if path.starts_with('/') => pq,
+            _ => {
+                p.push(
+                    "health.path",
+                    format!("invalid path \"{path}\" (expected e.g. /health)"),
+                );
+                http::uri::PathAndQuery::from_static("/health")
+            }
+        },
+        interval: p.duration(
+            "health.interval",
+            h.interval.as_deref(),
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+            HOUR,
+        ),
+        down_interval: p.duration(
+            "health.down_interval",
+            h.down_interval.as_deref(),
+            Duration::from_millis(250),
+            Duration::from_millis(10),
+            HOUR,
+        ),
+        timeout: p.duration(
+            "health.timeout",
+            h.timeout.as_deref(),
+            Duration::from_secs(1),
+            MS,
+            Duration::from_secs(60),
+        ),
+        healthy_threshold: h.healthy_threshold.unwrap_or(2),
+        unhealthy_threshold: h.unhealthy_threshold.unwrap_or(2),
+        slow_start: p.duration(
+            "health.slow_start",
+            h.slow_start.as_deref(),
+            Duration::from_secs(10),
+            Duration::ZERO,
+            HOUR,
+        ),
+        ready_requires_app: h.ready_requires_app.unwrap_or(true),
+    };
+    if health.healthy_threshold == 0 {
+        p.push("health.healthy_threshold", "must be at least 1");
+    }
+    if health.unhealthy_threshold == 0 {
+        p.push("health.unhealthy_threshold", "must be at least 1");
+    }
 
     let retry = RetryConfig {
         buffer_limit: p.size(
@@ -235,7 +313,34 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             0,
             16 * 1024 * 1024,
         ),
+        attempts: raw.retry.attempts.unwrap_or(2),
+        budget_percent: raw.retry.budget_percent.unwrap_or(20),
+        idempotency_key_header: match raw.retry.idempotency_key_header.as_deref() {
+            None | Some("") => None,
+            Some(name) => match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    p.push(
+                        "retry.idempotency_key_header",
+                        format!("invalid header name \"{name}\""),
+                    );
+                    None
+                }
+            },
+        },
     };
+    if retry.attempts > 10 {
+        p.push(
+            "retry.attempts",
+            format!("{} is above the maximum of 10", retry.attempts),
+        );
+    }
+    if retry.budget_percent > 100 {
+        p.push(
+            "retry.budget_percent",
+            format!("{} is above 100", retry.budget_percent),
+        );
+    }
     let drain = DrainConfig {
         delay: p.duration(
             "drain.delay",
@@ -280,6 +385,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         app,
         client,
         unavailable,
+        health,
         retry,
         drain,
         log: LogConfig { format, level },

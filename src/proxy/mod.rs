@@ -1,24 +1,27 @@
 //! The request path: one plain sequence per request behind hyper's
 //! `service_fn`, which never fails — every failure becomes a response here.
 //!
-//! `handle` → check the request → prepare head and body → pick the endpoint with
-//! the fewest outstanding requests → send → classify any failure (error.rs) →
-//! retry where safe, or answer for the app (respond.rs).
+//! `handle` → check the request → prepare head and body → reserve an endpoint
+//! (least outstanding; hold while none is up; queue while all are full) →
+//! send → classify any failure (error.rs) → retry where safe (retry.rs), or
+//! answer for the app (respond.rs).
 
 pub mod body;
 mod exchange;
 pub mod headers;
 mod respond;
+pub mod retry;
 mod tunnel;
 
 pub use exchange::log_crash;
 pub use headers::{ClientFacts, RequestIds};
+pub use retry::RetryBudget;
 
 use crate::error::{classify_exchange, ProxyError};
 use crate::inflight::Entry;
 use crate::server::ConnState;
 use crate::state::{Shared, Snapshot};
-use crate::upstream::{self, IndexSet};
+use crate::upstream::{self, IndexSet, ReserveError};
 use body::{ProxyBody, StreamingBody, UpstreamBody};
 use bytes::Bytes;
 use exchange::Exchange;
@@ -30,10 +33,10 @@ use respond::{error_response, RequestFacts};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Bound on connection attempts for one request, counting pooled connections
-/// found closed: a guard against looping, never reached in normal operation.
+/// Bound on attempts for one request, counting pooled connections found
+/// closed and connect failures: a guard against looping.
 const MAX_ATTEMPTS: u32 = 8;
 
 /// Serves one client request. Never returns `Err`.
@@ -46,7 +49,11 @@ pub async fn handle(
     let request_id = shared.ids.for_request(req.headers());
     let facts = RequestFacts {
         version: req.version(),
-        idempotent: headers::is_idempotent(req.method()),
+        idempotent: retry::resendable_method(
+            req.method(),
+            req.headers(),
+            snap.config.retry.idempotency_key_header.as_ref(),
+        ),
         wants_json: headers::prefers_json(req.headers()),
     };
     let ticket = shared.inflight.register(Entry::new(
@@ -56,6 +63,7 @@ pub async fn handle(
         conn.peer,
     ));
     let mut exchange = Exchange::new(ticket, conn.clone());
+    shared.retry_budget.record_request();
 
     let mut resp = match forward(&shared, &snap, &conn, req, &mut exchange).await {
         Ok(resp) => resp,
@@ -89,47 +97,66 @@ async fn forward(
         }
     }
     let entry = x.ticket().entry().clone();
+    let resendable = retry::resendable_method(
+        &parts.method,
+        &parts.headers,
+        cfg.retry.idempotency_key_header.as_ref(),
+    );
     headers::prepare_upstream(&mut parts, &conn.facts, &entry.request_id, upgrade);
-    let idempotent = headers::is_idempotent(&parts.method);
-    let body = prepare_body(body, idempotent, snap, &entry).await?;
+    let body = prepare_body(body, resendable, snap, &entry).await?;
     let replayable = !matches!(body, UpstreamBody::Streaming(_));
+    let limits = upstream::Limits::from_config(cfg);
 
     let mut pending = Request::from_parts(parts, body);
-    let mut tried = IndexSet::default();
+    let mut avoid = IndexSet::default(); // failed after sending: prefer others
+    let mut exclude = IndexSet::default(); // connect failed (not refused): skip for this request
+    let mut hold_until = Instant::now() + cfg.unavailable.hold;
     let mut sent_failure: Option<ProxyError> = None;
-    let mut last_err = ProxyError::AppRefused;
+    let mut last_err = ProxyError::AppUnavailable;
     for _ in 0..MAX_ATTEMPTS {
-        let Some(i) = upstream::pick(&snap.endpoints, tried, &shared.rotor) else {
-            break;
+        let reserved = upstream::reserve(
+            &snap.endpoints,
+            &shared.signals,
+            avoid,
+            exclude,
+            &shared.rotor,
+            &limits,
+            hold_until,
+        )
+        .await;
+        let (i, outstanding) = match reserved {
+            Ok(r) => r,
+            Err(ReserveError::NoneUp) => return Err(sent_failure.unwrap_or(last_err)),
+            Err(ReserveError::Full) => return Err(sent_failure.unwrap_or(ProxyError::Overloaded)),
         };
-        let endpoint = &snap.endpoints[i];
+        let endpoint = outstanding.endpoint().clone();
         entry.endpoint.store(Some(endpoint.name.clone()));
-        let outstanding = endpoint.begin();
         let mut pooled = match endpoint.checkout(&snap.pool).await {
             Ok(c) => c,
             Err(err) => {
-                // Nothing was sent: any method may go to the next endpoint.
+                // Nothing was sent: any method may be tried again.
                 tracing::debug!(endpoint = %endpoint.name, error = err.kind(), "connect failed");
-                tried.insert(i);
+                if err == ProxyError::AppRefused {
+                    endpoint.passive_refused(); // down now; the hold waits for it
+                } else {
+                    endpoint.passive_suspect();
+                    exclude.insert(i);
+                }
                 last_err = err;
                 continue;
             }
         };
-        // A copy for one retry after a send failure, made only when a retry is
-        // possible: idempotent, replayable body, another endpoint to go to.
-        let retry_copy =
-            (idempotent && replayable && sent_failure.is_none() && snap.endpoints.len() > 1)
-                .then(|| clone_request(&pending))
-                .flatten();
-        let sent_at = Instant::now();
+        // A copy for a resend after a send failure, made only when one could happen.
+        let retry_copy = (replayable && resendable && x.retries < cfg.retry.attempts)
+            .then(|| clone_request(&pending))
+            .flatten();
         let response = await_response(
             pooled.sender.try_send_request(pending),
             &entry,
             cfg.app.response_timeout,
-            sent_at,
         )
         .await;
-        match response {
+        let err = match response {
             Ok(Ok(mut resp)) => {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     let Some(client_upgrade) = client_upgrade else {
@@ -147,33 +174,39 @@ async fn forward(
             }
             Ok(Err(mut err)) => {
                 if let Some(unsent) = err.take_message() {
-                    // The pooled connection closed before our request went out:
-                    // nothing was sent, try again (the same endpoint is fine).
+                    // The pooled connection closed before our request went
+                    // out: nothing was sent, try again.
                     pending = unsent;
                     continue;
                 }
-                let kind =
-                    classify_exchange(err.error(), entry.body_over_limit.load(Ordering::Relaxed));
-                tracing::debug!(endpoint = %endpoint.name, error = %err.error(), kind = kind.kind(), reused = pooled.reused, "app exchange failed");
-                if kind.suggests_crash() {
-                    if let Some(report) = x.ticket().crash_report(kind.kind()) {
-                        log_crash(&report);
-                    }
-                }
-                tried.insert(i);
-                match retry_copy {
-                    Some(copy) if kind == ProxyError::AppClosedBeforeResponse => {
-                        sent_failure = Some(kind);
-                        x.retries += 1;
-                        pending = copy;
-                    }
-                    _ => return Err(kind),
-                }
+                classify_exchange(err.error(), entry.body_over_limit.load(Ordering::Relaxed))
             }
-            Err(timeout) => return Err(timeout),
+            Err(timeout) => timeout,
+        };
+        tracing::debug!(endpoint = %endpoint.name, kind = err.kind(), reused = pooled.reused, "app exchange failed");
+        if err.suggests_crash() {
+            endpoint.passive_suspect();
+            if let Some(report) = x.ticket().crash_report(err.kind()) {
+                log_crash(&report);
+            }
         }
+        drop(outstanding);
+        let Some(copy) = retry_copy.filter(|_| retry::may_resend(err, resendable, replayable))
+        else {
+            return Err(err);
+        };
+        if !shared.retry_budget.try_acquire(cfg.retry.budget_percent) {
+            tracing::warn!(endpoint = %endpoint.name, request_id = ?entry.request_id, "retry budget exhausted; not retrying");
+            return Err(err);
+        }
+        sent_failure = Some(err);
+        x.retries += 1;
+        avoid.insert(i);
+        pending = copy;
+        tokio::time::sleep(retry::backoff(x.retries - 1)).await;
+        // The same endpoint may serve the retry once it has recovered.
+        hold_until = Instant::now() + cfg.unavailable.hold;
     }
-    // A failure after sending says more than a later refused retry.
     Err(sent_failure.unwrap_or(last_err))
 }
 
@@ -186,11 +219,10 @@ type SendResult =
 async fn await_response(
     send: impl std::future::Future<Output = SendResult>,
     entry: &Entry,
-    timeout: std::time::Duration,
-    sent_at: Instant,
+    timeout: Duration,
 ) -> Result<SendResult, ProxyError> {
     tokio::pin!(send);
-    let mut deadline = sent_at + timeout;
+    let mut deadline = Instant::now() + timeout;
     loop {
         tokio::select! {
             r = &mut send => return Ok(r),
@@ -206,10 +238,10 @@ async fn await_response(
 }
 
 /// Chooses how the request body travels: nothing, a small buffer that can be
-/// replayed on retry (idempotent requests of known small size), or a stream.
+/// replayed on retry (resendable requests of known small size), or a stream.
 async fn prepare_body(
     body: Incoming,
-    idempotent: bool,
+    resendable: bool,
     snap: &Snapshot,
     entry: &Arc<Entry>,
 ) -> Result<UpstreamBody, ProxyError> {
@@ -217,11 +249,12 @@ async fn prepare_body(
         entry.mark_body_sent();
         return Ok(UpstreamBody::Empty);
     }
+    let retry = &snap.config.retry;
     let small = body
         .size_hint()
         .exact()
-        .is_some_and(|n| n <= snap.config.retry.buffer_limit);
-    if idempotent && small && snap.endpoints.len() > 1 {
+        .is_some_and(|n| n <= retry.buffer_limit);
+    if resendable && small && retry.attempts > 0 {
         let data = body
             .collect()
             .await

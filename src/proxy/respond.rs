@@ -24,7 +24,11 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
         ProxyError::BadRequest(why) => why,
         ProxyError::BodyTooLarge => "The request body is larger than this service accepts.",
         ProxyError::ClientBodyAborted => "The request body could not be read.",
-        ProxyError::AppRefused | ProxyError::AppConnectTimeout | ProxyError::AppConnectFailed => {
+        ProxyError::Overloaded => "The application is at capacity. The request was not processed.",
+        ProxyError::AppUnavailable
+        | ProxyError::AppRefused
+        | ProxyError::AppConnectTimeout
+        | ProxyError::AppConnectFailed => {
             "The application is not accepting connections right now. The request was not processed."
         }
         ProxyError::AppClosedBeforeResponse if !facts.idempotent => {

@@ -1,16 +1,51 @@
-//! The app's endpoints: where requests go, how one is picked (least
-//! outstanding requests), and their pooled keep-alive connections.
+//! The app's endpoints: their health, their capacity (max in flight, slow
+//! start), how one is picked (least outstanding requests), and their pooled
+//! keep-alive connections.
 //!
 //! An `Endpoint` is shared by `Arc` between config snapshots, so state keyed by
-//! endpoint (pool, counters) survives a reload that keeps the endpoint.
+//! endpoint (health, pool, counters) survives a reload that keeps it.
 
+mod balance;
+pub mod health;
 mod pool;
+pub mod probe;
 
+pub use balance::{reserve, IndexSet, Limits, ReserveError};
 pub use pool::{PoolSettings, PooledConn};
 
+use crate::config::HealthConfig;
+use health::{HealthMachine, ProbeOutcome, State, Transition};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// Wake-ups shared by all endpoints: health changes (for requests holding
+/// for an endpoint to come up) and freed capacity (for queued requests).
+#[derive(Debug)]
+pub struct Signals {
+    pub health_changed: watch::Sender<u64>,
+    pub capacity_freed: Notify,
+    /// Requests waiting for capacity; zero means nobody needs a wake-up.
+    pub queued: AtomicUsize,
+    epoch: Instant,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            health_changed: watch::Sender::new(0),
+            capacity_freed: Notify::new(),
+            queued: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
 
 /// One app process (or Node cluster master) lifeguard forwards to.
 #[derive(Debug)]
@@ -20,15 +55,31 @@ pub struct Endpoint {
     pub name: Arc<String>,
     outstanding: AtomicUsize,
     idle: Mutex<Vec<pool::IdleConn>>,
+    /// Health state for the request path (lock-free read).
+    state: AtomicU8,
+    /// When the endpoint last came up from down, in ms since `signals.epoch`
+    /// plus one (0: never, no slow start).
+    up_since_ms: AtomicU64,
+    health: Mutex<HealthMachine>,
+    /// Wakes this endpoint's prober for an immediate probe.
+    pub probe_now: Notify,
+    pub(crate) prober_started: AtomicBool,
+    signals: Arc<Signals>,
 }
 
 impl Endpoint {
-    pub fn new(addr: SocketAddr) -> Endpoint {
+    pub fn new(addr: SocketAddr, signals: Arc<Signals>) -> Endpoint {
         Endpoint {
             addr,
             name: Arc::new(addr.to_string()),
             outstanding: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
+            state: AtomicU8::new(UNKNOWN),
+            up_since_ms: AtomicU64::new(0),
+            health: Mutex::new(HealthMachine::new(Instant::now())),
+            probe_now: Notify::new(),
+            prober_started: AtomicBool::new(false),
+            signals,
         }
     }
 
@@ -37,12 +88,135 @@ impl Endpoint {
         self.outstanding.load(Ordering::Relaxed)
     }
 
-    /// Counts a request against this endpoint until the guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> Outstanding {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
-        Outstanding(self.clone())
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            UP => State::Up,
+            DOWN => State::Down,
+            _ => State::Unknown,
+        }
+    }
+
+    /// May receive requests (up, or not probed yet).
+    pub fn is_routable(&self) -> bool {
+        self.state.load(Ordering::Acquire) != DOWN
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state.load(Ordering::Acquire) == UP
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DOWN
+    }
+
+    /// A copy of the health record, for `/status`.
+    pub fn health(&self) -> HealthMachine {
+        self.health_lock().clone()
+    }
+
+    fn health_lock(&self) -> MutexGuard<'_, HealthMachine> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Feeds an active probe result.
+    pub fn record_probe(&self, outcome: ProbeOutcome, latency: Duration, cfg: &HealthConfig) {
+        let t = self.health_lock().on_probe(
+            outcome,
+            latency,
+            Instant::now(),
+            cfg.healthy_threshold,
+            cfg.unhealthy_threshold,
+        );
+        if let Some(t) = t {
+            self.apply(t);
+        }
+    }
+
+    /// A request's connect was refused: down at once, and probe right away so
+    /// recovery is seen as soon as the app listens again.
+    pub fn passive_refused(&self) {
+        let t = self.health_lock().on_refused(Instant::now());
+        if let Some(t) = t {
+            self.apply(t);
+        }
+        self.probe_now.notify_one();
+    }
+
+    /// Something suggests the app may have crashed: probe now.
+    pub fn passive_suspect(&self) {
+        self.probe_now.notify_one();
+    }
+
+    fn apply(&self, t: Transition) {
+        let code = match t.to {
+            State::Up => UP,
+            State::Down => DOWN,
+            State::Unknown => UNKNOWN,
+        };
+        if t.from == State::Down && t.to == State::Up {
+            let ms = self.signals.epoch.elapsed().as_millis() as u64 + 1;
+            self.up_since_ms.store(ms, Ordering::Release);
+        }
+        self.state.store(code, Ordering::Release);
+        match t.to {
+            State::Down => {
+                tracing::warn!(endpoint = %self.name, from = ?t.from, reason = %t.reason, "app endpoint down")
+            }
+            _ => {
+                tracing::info!(endpoint = %self.name, from = ?t.from, reason = %t.reason, "app endpoint up")
+            }
+        }
+        self.signals.health_changed.send_modify(|n| *n += 1);
+    }
+
+    /// How long since the endpoint came back up from down (None if it never
+    /// went down).
+    fn up_for(&self) -> Option<Duration> {
+        match self.up_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(
+                self.signals
+                    .epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
+
+    /// The number of requests this endpoint may have in flight now:
+    /// `max_in_flight` (0 = unlimited), lowered by slow start after recovery.
+    pub fn capacity(&self, max_in_flight: usize, slow_start: Duration) -> usize {
+        let limit = if max_in_flight == 0 {
+            usize::MAX
+        } else {
+            max_in_flight
+        };
+        // With no configured limit, slow start ramps towards this many
+        // concurrent requests, then lifts the cap.
+        let full = if max_in_flight == 0 {
+            SLOW_START_CEILING
+        } else {
+            max_in_flight
+        };
+        match health::slow_start_cap(self.up_for(), slow_start, full) {
+            Some(cap) => cap.min(limit),
+            None => limit,
+        }
+    }
+
+    /// Takes one slot if fewer than `cap` requests are outstanding.
+    fn try_reserve(self: &Arc<Self>, cap: usize) -> Option<Outstanding> {
+        self.outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Outstanding(self.clone()))
     }
 }
+
+/// Slow start's ramp target when `app.max_in_flight` is 0 (unlimited).
+pub const SLOW_START_CEILING: usize = 64;
 
 /// Holds one unit of an endpoint's outstanding count.
 #[derive(Debug)]
@@ -56,91 +230,9 @@ impl Outstanding {
 
 impl Drop for Outstanding {
     fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A small set of endpoint indexes (configs hold at most 64 endpoints).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IndexSet(u64);
-
-impl IndexSet {
-    pub fn insert(&mut self, i: usize) {
-        self.0 |= 1 << i;
-    }
-    pub fn contains(self, i: usize) -> bool {
-        self.0 & (1 << i) != 0
-    }
-}
-
-/// Picks the endpoint with the fewest outstanding requests among those not in
-/// `skip`. Ties rotate (via `rotor`) so equal endpoints share the load.
-pub fn pick(endpoints: &[Arc<Endpoint>], skip: IndexSet, rotor: &AtomicUsize) -> Option<usize> {
-    let n = endpoints.len();
-    if n == 0 {
-        return None;
-    }
-    let start = if n == 1 {
-        0
-    } else {
-        rotor.fetch_add(1, Ordering::Relaxed) % n
-    };
-    let mut best: Option<(usize, usize)> = None;
-    for k in 0..n {
-        let i = (start + k) % n;
-        if skip.contains(i) {
-            continue;
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if self.0.signals.queued.load(Ordering::Acquire) > 0 {
+            self.0.signals.capacity_freed.notify_one();
         }
-        let load = endpoints[i].outstanding();
-        if best.is_none_or(|(_, b)| load < b) {
-            best = Some((i, load));
-        }
-    }
-    best.map(|(i, _)| i)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn eps(n: u16) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| Arc::new(Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 3000 + i)))))
-            .collect()
-    }
-
-    #[test]
-    fn least_outstanding_wins() {
-        let e = eps(3);
-        let rotor = AtomicUsize::new(0);
-        let _a = e[0].begin();
-        let _b = e[1].begin();
-        assert_eq!(pick(&e, IndexSet::default(), &rotor), Some(2));
-        let mut skip = IndexSet::default();
-        skip.insert(2);
-        let _c = e[0].begin();
-        assert_eq!(pick(&e, skip, &rotor), Some(1));
-    }
-
-    #[test]
-    fn ties_rotate_and_exhaustion_is_none() {
-        let e = eps(2);
-        let rotor = AtomicUsize::new(0);
-        let first = pick(&e, IndexSet::default(), &rotor);
-        let second = pick(&e, IndexSet::default(), &rotor);
-        assert_ne!(first, second);
-        let mut skip = IndexSet::default();
-        skip.insert(0);
-        skip.insert(1);
-        assert_eq!(pick(&e, skip, &rotor), None);
-    }
-
-    #[test]
-    fn outstanding_is_released_on_drop() {
-        let e = eps(1);
-        let g = e[0].begin();
-        assert_eq!(e[0].outstanding(), 1);
-        drop(g);
-        assert_eq!(e[0].outstanding(), 0);
     }
 }
