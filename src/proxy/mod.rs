@@ -130,7 +130,7 @@ async fn forward(
             Err(ReserveError::Full) => return Err(sent_failure.unwrap_or(ProxyError::Overloaded)),
         };
         let endpoint = outstanding.endpoint().clone();
-        entry.endpoint.store(Some(endpoint.name.clone()));
+        entry.start_attempt(endpoint.name.clone());
         let mut pooled = match endpoint.checkout(&snap.pool).await {
             Ok(c) => c,
             Err(err) => {
