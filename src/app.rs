@@ -1,15 +1,30 @@
 //! Assembles the running proxy: binds listeners, spawns the long-lived tasks,
-//! and owns the shutdown sequence (the `Phase` state machine).
+//! and owns the shutdown sequence (the `Phase` state machine):
+//!
+//! 1. `Running → Draining` (SIGTERM/SIGINT, `/admin/drain`, `lifeguard
+//!    drain`): `/readyz` answers 503 at once; lifeguard keeps accepting and
+//!    serving for `drain.delay`, while Kubernetes removes the pod from Service
+//!    endpoints.
+//! 2. `Closing`: listeners closed; HTTP/1.1 connections get `Connection: close`
+//!    on their next response and idle ones are closed, HTTP/2 gets GOAWAY,
+//!    WebSockets get a close frame; requests in flight run to completion.
+//! 3. `Stopped` as soon as nothing is in flight, or at `drain.timeout`
+//!    (counted from the start of the drain), logging what was left.
+//!
+//! A drain started by a signal ends the process; one started over the admin
+//! port leaves it up (drained) until the signal comes, because a native
+//! sidecar that exited on its own could be restarted by the kubelet.
 
 use crate::config::Config;
 use crate::server::{admin, listener};
-use crate::shutdown::Phase;
+use crate::shutdown::{DrainOutcome, Phase};
 use crate::state::Shared;
 use anyhow::Context;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// A started proxy.
 #[derive(Debug)]
@@ -17,17 +32,6 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub shared: Arc<Shared>,
-    connections: Arc<Semaphore>,
-    max_connections: usize,
-}
-
-/// How a drain ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DrainOutcome {
-    /// Every request finished.
-    Clean,
-    /// `drain.timeout` passed with requests still in flight.
-    Deadline { left_in_flight: usize },
 }
 
 /// Binds the listeners and starts serving.
@@ -38,17 +42,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {} (admin.listen)", config.admin.listen))?;
     let proxy_addr = proxy.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    for w in config.warnings() {
+        tracing::warn!(warning = %w, "config warning");
+    }
     let max_connections = config.client.max_connections;
     let shared = Arc::new(Shared::new(config));
     let connections = Arc::new(Semaphore::new(max_connections));
 
-    tokio::spawn(listener::accept_loop(
-        proxy,
-        shared.clone(),
-        connections.clone(),
-    ));
+    tokio::spawn(listener::accept_loop(proxy, shared.clone(), connections));
     tokio::spawn(admin::serve(admin, shared.clone()));
     tokio::spawn(evict_idle_app_connections(shared.clone()));
+    tokio::spawn(drive_drain(shared.clone()));
     spawn_probers(&shared);
 
     shared.phase.send_replace(Phase::Running);
@@ -57,8 +61,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         proxy_addr,
         admin_addr,
         shared,
-        connections,
-        max_connections,
     })
 }
 
@@ -66,10 +68,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// has none yet (endpoints kept across a reload keep theirs).
 pub fn spawn_probers(shared: &Arc<Shared>) {
     for e in &shared.snapshot.load().endpoints {
-        if !e
-            .prober_started
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+        if !e.prober_started.swap(true, Ordering::AcqRel) {
             tokio::spawn(crate::upstream::probe::run(e.clone(), shared.clone()));
         }
     }
@@ -88,59 +87,89 @@ async fn evict_idle_app_connections(shared: Arc<Shared>) {
         drop(snap);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stopped(&mut phase) => return,
+            _ = reached(&mut phase, Phase::Stopped) => return,
         }
     }
 }
 
-async fn stopped(phase: &mut tokio::sync::watch::Receiver<Phase>) {
-    let _ = phase.wait_for(|p| *p == Phase::Stopped).await;
+async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
+    let _ = phase.wait_for(|p| *p >= at).await;
+}
+
+/// Waits for a drain request, then runs the drain to `Stopped`.
+async fn drive_drain(shared: Arc<Shared>) {
+    let mut phase = shared.phase.subscribe();
+    reached(&mut phase, Phase::Draining).await;
+    let started = Instant::now();
+    let drain = shared.snapshot.load().config.drain.clone();
+    let deadline = started + drain.timeout;
+    tracing::info!(delay = ?drain.delay, timeout = ?drain.timeout, "draining: /readyz is 503; still accepting for drain.delay");
+    tokio::time::sleep_until((started + drain.delay).min(deadline).into()).await;
+
+    shared.phase.send_replace(Phase::Closing);
+    tracing::info!(
+        in_flight = shared.inflight.len(),
+        connections = shared.metrics.connections_open.get(),
+        "closing: stopped accepting; connections close as their requests finish"
+    );
+    let outcome = loop {
+        let in_flight = shared.inflight.len();
+        let open = shared.metrics.connections_open.get() + shared.metrics.tunnels_open.get();
+        if in_flight == 0 && open == 0 {
+            break DrainOutcome::Clean;
+        }
+        if Instant::now() >= deadline {
+            if in_flight > 0 {
+                let left = serde_json::to_string(&shared.inflight.snapshot()).unwrap_or_default();
+                tracing::warn!(in_flight, requests = %left, "drain.timeout reached with requests in flight");
+            }
+            break DrainOutcome::Deadline {
+                left_in_flight: in_flight,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _ = shared.drain_outcome.set(outcome);
+    shared.phase.send_replace(Phase::Stopped);
+    tracing::info!(
+        ?outcome,
+        took_ms = started.elapsed().as_millis() as u64,
+        "drained"
+    );
 }
 
 impl Running {
-    /// Client connections currently open.
-    pub fn open_connections(&self) -> usize {
-        self.max_connections - self.connections.available_permits()
+    /// Starts the drain (if not started) and waits for it to end.
+    pub async fn drain(&self) -> DrainOutcome {
+        self.shared.request_drain("api");
+        self.stopped().await
     }
 
-    /// The drain sequence: readiness off, keep serving for `drain.delay`, stop
-    /// accepting and close connections as their requests finish, and return
-    /// as soon as nothing is in flight or at `drain.timeout`.
-    pub async fn drain(&self) -> DrainOutcome {
-        let drain = self.shared.snapshot.load().config.drain.clone();
-        if self.shared.phase() < Phase::Draining {
-            self.shared.phase.send_replace(Phase::Draining);
-            tracing::info!(delay = ?drain.delay, "draining: readiness off, still accepting during drain.delay");
-            tokio::time::sleep(drain.delay).await;
+    /// Waits until the drain has ended.
+    pub async fn stopped(&self) -> DrainOutcome {
+        let mut phase = self.shared.phase.subscribe();
+        reached(&mut phase, Phase::Stopped).await;
+        self.shared
+            .drain_outcome
+            .get()
+            .copied()
+            .unwrap_or(DrainOutcome::Clean)
+    }
+
+    /// Gives `/admin/drained` waiters (an app container's preStop hook) up to
+    /// a second to receive their answer before the process exits.
+    async fn let_waiters_hear(&self) {
+        let until = Instant::now() + Duration::from_secs(1);
+        while self.shared.drained_waiters.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        self.shared.phase.send_replace(Phase::Closing);
-        tracing::info!(timeout = ?drain.timeout, in_flight = self.shared.inflight.len(), "closing: stopped accepting, waiting for requests in flight");
-        let deadline = Instant::now() + drain.timeout;
-        let outcome = loop {
-            let in_flight = self.shared.inflight.len();
-            if in_flight == 0 && self.open_connections() == 0 {
-                break DrainOutcome::Clean;
-            }
-            if Instant::now() >= deadline {
-                if in_flight > 0 {
-                    let left =
-                        serde_json::to_string(&self.shared.inflight.snapshot()).unwrap_or_default();
-                    tracing::warn!(in_flight, requests = %left, "drain.timeout reached with requests in flight");
-                }
-                break DrainOutcome::Deadline {
-                    left_in_flight: in_flight,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        self.shared.phase.send_replace(Phase::Stopped);
-        tracing::info!(?outcome, "stopped");
-        outcome
+        // The answer is written after the handler returns.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Runs until SIGTERM/SIGINT and a completed drain. A second signal during
-/// the drain ends the process at once. Returns the exit code.
+/// Runs until a signal-initiated drain completes. A second SIGTERM/SIGINT
+/// during the drain ends the process at once. Returns the exit code.
 pub async fn run(config: Config) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -150,10 +179,16 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!(signal = name, "shutdown requested");
-    tokio::select! {
-        _ = running.drain() => Ok(0),
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); Ok(1) }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); Ok(1) }
+    if running.shared.phase() == Phase::Stopped {
+        tracing::info!(signal = name, "already drained; exiting");
+        return Ok(0);
     }
+    running.shared.request_drain(name);
+    tokio::select! {
+        _ = running.stopped() => {}
+        _ = term.recv() => { tracing::warn!("second signal during drain: exiting now"); return Ok(1); }
+        _ = int.recv() => { tracing::warn!("second signal during drain: exiting now"); return Ok(1); }
+    }
+    running.let_waiters_hear().await;
+    Ok(0)
 }

@@ -3,9 +3,11 @@
 
 pub mod app;
 pub mod config;
+pub mod drain_cmd;
 pub mod error;
 pub mod inflight;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;

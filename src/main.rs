@@ -1,5 +1,6 @@
-//! Command line: `lifeguard [--config PATH]` runs the proxy; `lifeguard check`
-//! validates a config. Exit 64 (EX_USAGE) on a bad config.
+//! Command line: `lifeguard [--config PATH]` runs the proxy; `check`
+//! validates a config; `drain` drains a running lifeguard (preStop hook).
+//! Exit 64 (EX_USAGE) on a bad config.
 
 use clap::{Parser, Subcommand};
 use lifeguard::config::Config;
@@ -26,25 +27,19 @@ struct Cli {
 enum Command {
     /// Validate the config and print every problem; exit 64 if there are any.
     Check,
+    /// Start draining the running lifeguard and wait until it has drained.
+    Drain {
+        /// Return as soon as the drain has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("lifeguard: invalid config {}:", cli.config.display());
-            for p in e.problems() {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(EX_USAGE);
-        }
+    let Ok(config) = Config::load_or_report(&cli.config) else {
+        return ExitCode::from(EX_USAGE);
     };
-    if let Some(Command::Check) = cli.command {
-        println!("{}: ok", cli.config.display());
-        return ExitCode::SUCCESS;
-    }
-    lifeguard::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,14 +50,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(lifeguard::app::run(config));
-    // Do not wait for idle tasks (admin keep-alive connections, timers): the
-    // drain already decided it is time to go.
+    let result = match cli.command {
+        Some(Command::Check) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: ok", cli.config.display());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Drain { no_wait }) => runtime
+            .block_on(lifeguard::drain_cmd::run(&config, !no_wait))
+            .map(|drained| i32::from(!drained)),
+        None => {
+            lifeguard::logging::init(&config.log);
+            runtime.block_on(lifeguard::app::run(config))
+        }
+    };
+    // Do not wait for idle tasks (admin keep-alive connections, timers).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "lifeguard failed");
             eprintln!("lifeguard: {e:#}");
             ExitCode::FAILURE
         }

@@ -31,3 +31,13 @@ impl Phase {
         }
     }
 }
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum DrainOutcome {
+    /// Every request finished.
+    Clean,
+    /// `drain.timeout` passed with requests still in flight.
+    Deadline { left_in_flight: usize },
+}

@@ -1,10 +1,11 @@
 //! Shared state: the one config snapshot (swapped whole on reload) and the
-//! state that outlives snapshots (in-flight registry, phase, id generator).
+//! state that outlives snapshots (in-flight registry, phase, metrics, health
+//! wake-ups, retry budget, id generator).
 
 use crate::config::Config;
 use crate::inflight::Registry;
-use crate::proxy::RequestIds;
-use crate::proxy::RetryBudget;
+use crate::metrics::Metrics;
+use crate::proxy::{RequestIds, RetryBudget};
 use crate::shutdown::Phase;
 use crate::upstream::{Endpoint, PoolSettings, Signals};
 use arc_swap::ArcSwap;
@@ -23,12 +24,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds a snapshot, reusing `previous` endpoints with the same address
-    /// so their pools and counters carry over.
+    /// so their health, pools and counters carry over.
     pub fn build(
         config: Config,
         previous: Option<&Snapshot>,
         generation: u64,
         signals: &Arc<Signals>,
+        metrics: &Metrics,
     ) -> Snapshot {
         let endpoints = config
             .app
@@ -37,7 +39,10 @@ impl Snapshot {
             .map(|addr| {
                 previous
                     .and_then(|p| p.endpoints.iter().find(|e| e.addr == *addr).cloned())
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(*addr, signals.clone())))
+                    .unwrap_or_else(|| {
+                        let m = metrics.register_endpoint(&addr.to_string());
+                        Arc::new(Endpoint::new(*addr, signals.clone(), m))
+                    })
             })
             .collect();
         let pool = PoolSettings {
@@ -59,30 +64,57 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub inflight: Arc<Registry>,
     pub ids: RequestIds,
-    /// Rotates tie-breaks between equally loaded endpoints.
-    pub rotor: AtomicUsize,
     pub phase: watch::Sender<Phase>,
     /// Health-change and capacity wake-ups shared by all endpoints.
     pub signals: Arc<Signals>,
     pub retry_budget: RetryBudget,
+    pub metrics: Metrics,
+    /// Requests waiting on `/admin/drained`: the process lets them be
+    /// answered before it exits.
+    pub drained_waiters: AtomicUsize,
+    /// Set once when the drain ends.
+    pub drain_outcome: std::sync::OnceLock<crate::shutdown::DrainOutcome>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
         let signals = Arc::new(Signals::default());
+        let metrics = Metrics::new();
+        metrics.config_generation.set(1);
+        metrics.last_reload_success.set(unix_now());
         Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::build(config, None, 1, &signals)),
+            snapshot: ArcSwap::from_pointee(Snapshot::build(config, None, 1, &signals, &metrics)),
             signals,
+            metrics,
             retry_budget: RetryBudget::default(),
             inflight: Arc::new(Registry::default()),
             ids: RequestIds::default(),
-            rotor: AtomicUsize::new(0),
             phase: watch::Sender::new(Phase::Starting),
+            drained_waiters: AtomicUsize::new(0),
+            drain_outcome: std::sync::OnceLock::new(),
         }
     }
 
     pub fn phase(&self) -> Phase {
         *self.phase.borrow()
+    }
+
+    /// Starts the drain (SIGTERM, `/admin/drain`, `lifeguard drain`); a no-op
+    /// once draining. Returns whether this call started it.
+    pub fn request_drain(&self, by: &str) -> bool {
+        let started = self.phase.send_if_modified(|p| {
+            if *p <= Phase::Running {
+                *p = Phase::Draining;
+                true
+            } else {
+                false
+            }
+        });
+        if started {
+            self.metrics.draining.set(1);
+            tracing::info!(by, "drain requested: readiness off");
+        }
+        started
     }
 
     /// Ready for traffic: serving, and (unless `health.ready_requires_app` is
@@ -92,4 +124,11 @@ impl Shared {
         self.phase() == Phase::Running
             && (!snap.config.health.ready_requires_app || snap.endpoints.iter().any(|e| e.is_up()))
     }
+}
+
+/// Seconds since the Unix epoch, as a float (for timestamps in metrics).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

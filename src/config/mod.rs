@@ -23,6 +23,8 @@ pub struct Config {
     pub retry: RetryConfig,
     pub drain: DrainConfig,
     pub log: LogConfig,
+    /// SHA-256 of the YAML text, hex (compare with `sha256sum config.yaml`).
+    pub source_hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -60,13 +62,20 @@ pub struct DrainConfig {
     /// After SIGTERM, keep accepting this long while Kubernetes removes the
     /// pod from Service endpoints.
     pub delay: Duration,
-    /// Then wait at most this long for requests in flight to finish.
+    /// Overall deadline, counted from the start of the drain (delay
+    /// included): then lifeguard exits whatever is still in flight.
     pub timeout: Duration,
+    /// The pod's `terminationGracePeriodSeconds`: `check` warns when delay +
+    /// timeout leaves no margin before SIGKILL.
+    pub grace_period: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Bearer token for mutating admin endpoints from outside loopback, read
+    /// from `admin.token_file` when the config loads.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,9 +174,53 @@ impl Config {
                 message: e.to_string(),
             })?
         };
-        validate::validate(raw).map_err(|problems| ConfigError::Invalid {
+        let mut config = validate::validate(raw).map_err(|problems| ConfigError::Invalid {
             path: origin.to_owned(),
             problems,
+        })?;
+        config.source_hash = sha256_hex(text.as_bytes());
+        Ok(config)
+    }
+
+    /// Things that are valid but probably wrong, for `lifeguard check` and the
+    /// startup log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let d = &self.drain;
+        // Kubernetes counts preStop and SIGTERM handling against the same
+        // period; leave room for the process to exit before SIGKILL.
+        let margin = Duration::from_secs(2).max(d.grace_period / 20);
+        if d.timeout + margin > d.grace_period {
+            w.push(format!(
+                "drain.timeout ({}) leaves less than {} before drain.grace_period ({}): requests still in flight at the deadline may be cut by SIGKILL; raise terminationGracePeriodSeconds (and drain.grace_period) or lower drain.timeout",
+                humantime::format_duration(d.timeout),
+                humantime::format_duration(margin),
+                humantime::format_duration(d.grace_period),
+            ));
+        }
+        if d.delay >= d.timeout {
+            w.push(format!(
+                "drain.delay ({}) is not below drain.timeout ({}): in-flight requests get no time to finish after lifeguard stops accepting",
+                humantime::format_duration(d.delay),
+                humantime::format_duration(d.timeout),
+            ));
+        }
+        if self.app.pool_idle_timeout >= Duration::from_secs(5) {
+            w.push(format!(
+                "app.pool_idle_timeout ({}) is not below Node's default keepAliveTimeout (5s): pooled connections may be closed by the app just as a request is sent",
+                humantime::format_duration(self.app.pool_idle_timeout)
+            ));
+        }
+        w
+    }
+
+    /// `load`, printing every problem to stderr on failure (for the CLI).
+    pub fn load_or_report(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(path).inspect_err(|e| {
+            eprintln!("lifeguard: invalid config {}:", path.display());
+            for p in e.problems() {
+                eprintln!("  {p}");
+            }
         })
     }
 
@@ -181,9 +234,43 @@ impl Config {
     }
 }
 
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(data);
+    digest.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_budget_warning() {
+        let ok = Config::from_yaml("", "t").unwrap();
+        assert!(ok.warnings().is_empty(), "{:?}", ok.warnings());
+        let tight = Config::from_yaml("drain:\n  timeout: 29s\n", "t").unwrap();
+        assert!(
+            tight.warnings()[0].starts_with("drain.timeout (29s) leaves less than 2s"),
+            "{:?}",
+            tight.warnings()
+        );
+        let long_delay = Config::from_yaml("drain:\n  delay: 25s\n  timeout: 20s\n", "t").unwrap();
+        assert!(
+            long_delay.warnings()[0].starts_with("drain.delay (25s) is not below"),
+            "{:?}",
+            long_delay.warnings()
+        );
+        assert_eq!(ok.source_hash, sha256_hex(b""));
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn defaults_from_empty() {

@@ -55,12 +55,14 @@ pub struct RawHealth {
 pub struct RawDrain {
     pub delay: Option<String>,
     pub timeout: Option<String>,
+    pub grace_period: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -111,6 +111,22 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         );
     }
 
+    let token =
+        raw.admin
+            .token_file
+            .as_deref()
+            .and_then(|path| match std::fs::read_to_string(path) {
+                Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+                Ok(_) => {
+                    p.push("admin.token_file", format!("\"{path}\" is empty"));
+                    None
+                }
+                Err(e) => {
+                    p.push("admin.token_file", format!("cannot read \"{path}\": {e}"));
+                    None
+                }
+            });
+
     let endpoints: Vec<SocketAddr> = match &raw.app.endpoints {
         None => vec![SocketAddr::from(([127, 0, 0, 1], 3000))],
         Some(list) if list.is_empty() => {
@@ -356,6 +372,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             Duration::ZERO,
             HOUR,
         ),
+        grace_period: p.duration(
+            "drain.grace_period",
+            raw.drain.grace_period.as_deref(),
+            Duration::from_secs(30),
+            Duration::from_secs(1),
+            DAY,
+        ),
     };
 
     let format = match raw.log.format.as_deref() {
@@ -381,6 +404,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         listen,
         admin: AdminConfig {
             listen: admin_listen,
+            token,
         },
         app,
         client,
@@ -389,5 +413,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         retry,
         drain,
         log: LogConfig { format, level },
+        source_hash: String::new(),
     })
 }

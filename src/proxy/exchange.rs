@@ -6,6 +6,7 @@
 use crate::error::ProxyError;
 use crate::inflight::{CrashReport, Ticket};
 use crate::server::ConnState;
+use crate::state::Shared;
 use crate::upstream::{Outstanding, PoolSettings, PooledConn};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +31,7 @@ struct Lease {
 
 #[derive(Debug)]
 pub struct Exchange {
+    shared: Arc<Shared>,
     ticket: Ticket,
     conn: Arc<ConnState>,
     started: Instant,
@@ -42,9 +44,11 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(ticket: Ticket, conn: Arc<ConnState>) -> Exchange {
+    pub fn new(shared: Arc<Shared>, ticket: Ticket, conn: Arc<ConnState>) -> Exchange {
         conn.request_started();
+        shared.metrics.in_flight.inc();
         Exchange {
+            shared,
             ticket,
             conn,
             started: Instant::now(),
@@ -55,6 +59,10 @@ impl Exchange {
             bytes_out: 0,
             retries: 0,
         }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub fn ticket(&self) -> &Ticket {
@@ -80,12 +88,18 @@ impl Exchange {
 
     pub(super) fn body_failed(&mut self, err: &hyper::Error) {
         self.outcome = Outcome::Aborted;
-        self.lease = None; // the connection is broken: never pool it
         let kind = ProxyError::ResetAfterResponse;
         self.error = Some(kind);
         tracing::warn!(error = %err, request_id = ?self.ticket.entry().request_id, "app failed mid-response; client response truncated");
-        if let Some(report) = self.ticket.crash_report(kind.kind()) {
-            log_crash(&report);
+        // The connection is broken: never pool it.
+        if let Some(lease) = self.lease.take() {
+            let endpoint = lease.outstanding.endpoint();
+            endpoint.metrics.failure(kind.kind());
+            endpoint.passive_suspect();
+            if let Some(report) = self.ticket.crash_report(kind.kind()) {
+                endpoint.metrics.crashes.inc();
+                log_crash(&report);
+            }
         }
     }
 }
@@ -115,6 +129,12 @@ impl Drop for Exchange {
         };
         // 499: nginx's convention for "client closed the request before the response".
         let status = if self.status == 0 { 499 } else { self.status };
+        let m = &self.shared.metrics;
+        m.in_flight.dec();
+        m.observe_request(&e.method, status, self.started.elapsed());
+        if self.outcome == Outcome::InProgress {
+            m.client_aborts.inc();
+        }
         let endpoint = e.endpoint.load();
         tracing::info!(
             target: "access",

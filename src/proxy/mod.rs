@@ -19,6 +19,7 @@ pub use retry::RetryBudget;
 
 use crate::error::{classify_exchange, ProxyError};
 use crate::inflight::Entry;
+use crate::metrics::SynthReason;
 use crate::server::ConnState;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{self, IndexSet, ReserveError};
@@ -62,13 +63,17 @@ pub async fn handle(
         req.uri().clone(),
         conn.peer,
     ));
-    let mut exchange = Exchange::new(ticket, conn.clone());
+    let mut exchange = Exchange::new(shared.clone(), ticket, conn.clone());
     shared.retry_budget.record_request();
 
     let mut resp = match forward(&shared, &snap, &conn, req, &mut exchange).await {
         Ok(resp) => resp,
         Err(err) => {
             exchange.error = Some(err);
+            shared.metrics.synthesized(SynthReason::of(err));
+            if err.is_upstream() && err.request_sent() && !facts.idempotent {
+                shared.metrics.outcome_unknown.inc();
+            }
             error_response(err, facts, &request_id, snap.config.unavailable.retry_after)
         }
     };
@@ -88,6 +93,11 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let cfg = &snap.config;
     let upgrade = headers::is_upgrade(req.version(), req.headers());
+    let websocket = upgrade
+        && req
+            .headers()
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     headers::check_request(&parts)?;
@@ -119,9 +129,9 @@ async fn forward(
             &shared.signals,
             avoid,
             exclude,
-            &shared.rotor,
             &limits,
             hold_until,
+            &shared.metrics.queue_wait,
         )
         .await;
         let (i, outstanding) = match reserved {
@@ -136,6 +146,7 @@ async fn forward(
             Err(err) => {
                 // Nothing was sent: any method may be tried again.
                 tracing::debug!(endpoint = %endpoint.name, error = err.kind(), "connect failed");
+                endpoint.metrics.failure(err.kind());
                 if err == ProxyError::AppRefused {
                     endpoint.passive_refused(); // down now; the hold waits for it
                 } else {
@@ -162,7 +173,13 @@ async fn forward(
                     let Some(client_upgrade) = client_upgrade else {
                         return Err(ProxyError::BadResponse); // an upgrade nobody asked for
                     };
-                    tunnel::spawn(client_upgrade, hyper::upgrade::on(&mut resp), entry.clone());
+                    tunnel::spawn(
+                        client_upgrade,
+                        hyper::upgrade::on(&mut resp),
+                        websocket,
+                        x.shared().clone(),
+                        entry.request_id.clone(),
+                    );
                     let (mut parts, _) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut parts.headers, true);
                     return Ok(Response::from_parts(parts, ProxyBody::full(Bytes::new())));
@@ -184,9 +201,13 @@ async fn forward(
             Err(timeout) => timeout,
         };
         tracing::debug!(endpoint = %endpoint.name, kind = err.kind(), reused = pooled.reused, "app exchange failed");
+        if err.is_upstream() {
+            endpoint.metrics.failure(err.kind());
+        }
         if err.suggests_crash() {
             endpoint.passive_suspect();
             if let Some(report) = x.ticket().crash_report(err.kind()) {
+                endpoint.metrics.crashes.inc();
                 log_crash(&report);
             }
         }
@@ -196,10 +217,12 @@ async fn forward(
             return Err(err);
         };
         if !shared.retry_budget.try_acquire(cfg.retry.budget_percent) {
+            shared.metrics.retry_budget_exhausted.inc();
             tracing::warn!(endpoint = %endpoint.name, request_id = ?entry.request_id, "retry budget exhausted; not retrying");
             return Err(err);
         }
         sent_failure = Some(err);
+        shared.metrics.retries.inc();
         x.retries += 1;
         avoid.insert(i);
         pending = copy;

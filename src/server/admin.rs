@@ -1,5 +1,11 @@
-//! The admin port: probes for kubelet and the in-flight view for operators.
+//! The admin port. Read-only endpoints (`/livez`, `/readyz`, `/metrics`,
+//! `/status`, `/admin/drained`) are open: kubelet and Prometheus reach them
+//! from the node. Everything else under `/admin/` changes state or exposes
+//! request details, so it is allowed from loopback (a `kubectl exec`, another
+//! container's preStop `exec`, `lifeguard drain`) or with the bearer token
+//! read from `admin.token_file`.
 
+use super::status;
 use crate::shutdown::Phase;
 use crate::state::Shared;
 use bytes::Bytes;
@@ -10,14 +16,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Longest `/admin/drained?wait=` honoured.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
 /// Serves the admin port until the process stops.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -27,7 +38,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| route(shared.clone(), req));
+            let svc = service_fn(move |req| route(shared.clone(), peer, req));
             let mut b = http1::Builder::new();
             b.timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10));
@@ -38,24 +49,158 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn route(
     shared: Arc<Shared>,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let resp = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/livez") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") => match shared.phase() {
-            Phase::Running => text(StatusCode::OK, "ready\n"),
-            other => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not ready: {}\n", other.as_str()),
-            ),
-        },
-        (&Method::GET, "/admin/inflight") => json(StatusCode::OK, &shared.inflight.snapshot()),
-        (_, "/livez" | "/readyz" | "/admin/inflight") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let resp = match req.uri().path() {
+        "/livez" if get => text(StatusCode::OK, "ok\n"),
+        "/readyz" if get => readyz(&shared),
+        "/metrics" if get => {
+            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
         }
+        "/status" if get => json(StatusCode::OK, &status::build(&shared)),
+        "/admin/drained" if get => drained(&shared, req.uri().query()).await,
+        // GET too: a Kubernetes `httpGet` preStop hook can only GET.
+        "/admin/drain" if get || req.method() == Method::POST => {
+            match authorize(&shared, peer, &req) {
+                Err(denied) => denied.response(),
+                Ok(()) => {
+                    let started = shared.request_drain("admin");
+                    json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "drain_started": started, "phase": shared.phase() }),
+                    )
+                }
+            }
+        }
+        "/admin/inflight" if get => match authorize(&shared, peer, &req) {
+            Err(denied) => denied.response(),
+            Ok(()) => json(StatusCode::OK, &shared.inflight.snapshot()),
+        },
+        "/livez" | "/readyz" | "/metrics" | "/status" | "/admin/drained" | "/admin/drain"
+        | "/admin/inflight" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(resp)
+}
+
+fn readyz(shared: &Shared) -> Response<Full<Bytes>> {
+    if shared.is_ready() {
+        return text(StatusCode::OK, "ready\n");
+    }
+    let why = match shared.phase() {
+        Phase::Running => "no app endpoint is up",
+        other => other.as_str(),
+    };
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("not ready: {why}\n"),
+    )
+}
+
+/// `GET /admin/drained?wait=30s`: answers once lifeguard has drained (200),
+/// or when the wait runs out first (503). The process stays up until such
+/// waiters are answered.
+async fn drained(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
+    let wait = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("wait="))
+        .map(crate::config::parse_duration);
+    let wait = match wait {
+        None => Duration::ZERO,
+        Some(Ok(d)) => d.min(MAX_WAIT),
+        Some(Err(e)) => return text(StatusCode::BAD_REQUEST, &format!("wait: {e}\n")),
+    };
+    shared.drained_waiters.fetch_add(1, Ordering::AcqRel);
+    let mut phase = shared.phase.subscribe();
+    let _ = tokio::time::timeout(wait, phase.wait_for(|p| *p == Phase::Stopped)).await;
+    shared.drained_waiters.fetch_sub(1, Ordering::AcqRel);
+    let drained = shared.phase() == Phase::Stopped;
+    let body = serde_json::json!({
+        "drained": drained,
+        "phase": shared.phase(),
+        "in_flight": shared.inflight.len(),
+        "outcome": shared.drain_outcome.get(),
+    });
+    json(
+        if drained {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    )
+}
+
+/// Loopback, or the bearer token from `admin.token_file`.
+fn authorize(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Result<(), Denied> {
+    if is_loopback(peer.ip()) {
+        return Ok(());
+    }
+    let snap = shared.snapshot.load();
+    let Some(token) = snap.config.admin.token.as_deref() else {
+        return Err(Denied::Forbidden);
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(Denied::Unauthorized),
+    }
+}
+
+/// Why a request to a protected admin endpoint was refused.
+enum Denied {
+    /// Not loopback, and no token is configured.
+    Forbidden,
+    /// Not loopback, and the bearer token is missing or wrong.
+    Unauthorized,
+}
+
+impl Denied {
+    fn response(self) -> Response<Full<Bytes>> {
+        match self {
+            Denied::Forbidden => text(
+                StatusCode::FORBIDDEN,
+                "forbidden: only from loopback (no admin.token_file configured)\n",
+            ),
+            Denied::Unauthorized => {
+                let mut r = text(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized: bearer token required\n",
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+        }
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -81,4 +226,20 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Byt
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_token_compare() {
+        assert!(is_loopback("127.0.0.1".parse().unwrap()));
+        assert!(is_loopback("::1".parse().unwrap()));
+        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("10.0.0.1".parse().unwrap()));
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
 }

@@ -40,8 +40,11 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let shared = shared.clone();
+                    shared.metrics.connections_accepted.inc();
+                    shared.metrics.connections_open.inc();
                     tokio::spawn(async move {
-                        conn::serve_tcp(stream, peer, shared).await;
+                        conn::serve_tcp(stream, peer, shared.clone()).await;
+                        shared.metrics.connections_open.dec();
                         drop(permit);
                     });
                 }

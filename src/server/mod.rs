@@ -4,5 +4,6 @@ pub mod admin;
 mod conn;
 mod io;
 pub mod listener;
+mod status;
 
 pub use conn::ConnState;

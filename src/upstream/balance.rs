@@ -106,14 +106,22 @@ pub async fn reserve(
     signals: &super::Signals,
     avoid: IndexSet,
     exclude: IndexSet,
-    rotor: &AtomicUsize,
     limits: &Limits,
     hold_until: Instant,
+    queue_wait: &prometheus::Histogram,
 ) -> Result<(usize, Outstanding), ReserveError> {
-    let mut queue_until: Option<Instant> = None;
+    let mut queued_at: Option<Instant> = None;
+    let observe = |queued_at: Option<Instant>| {
+        if let Some(t) = queued_at {
+            queue_wait.observe(t.elapsed().as_secs_f64());
+        }
+    };
     loop {
-        match pick(endpoints, avoid, exclude, rotor, limits) {
-            Pick::Reserved(i, o) => return Ok((i, o)),
+        match pick(endpoints, avoid, exclude, &signals.rotor, limits) {
+            Pick::Reserved(i, o) => {
+                observe(queued_at);
+                return Ok((i, o));
+            }
             Pick::NoneUp => {
                 if Instant::now() >= hold_until {
                     return Err(ReserveError::NoneUp);
@@ -128,16 +136,19 @@ pub async fn reserve(
                 let _ = tokio::time::timeout_at(hold_until.into(), rx.changed()).await;
             }
             Pick::AllFull => {
-                let until =
-                    *queue_until.get_or_insert_with(|| Instant::now() + limits.queue_timeout);
+                let until = *queued_at.get_or_insert_with(Instant::now) + limits.queue_timeout;
                 if Instant::now() >= until {
+                    observe(queued_at);
                     return Err(ReserveError::Full);
                 }
                 let _queued = Queued::new(signals);
                 let freed = signals.capacity_freed.notified();
                 tokio::pin!(freed);
                 freed.as_mut().enable();
-                if let Pick::Reserved(i, o) = pick(endpoints, avoid, exclude, rotor, limits) {
+                if let Pick::Reserved(i, o) =
+                    pick(endpoints, avoid, exclude, &signals.rotor, limits)
+                {
+                    observe(queued_at);
                     return Ok((i, o));
                 }
                 // Health changes (an endpoint going down or slow start moving
@@ -186,11 +197,14 @@ mod tests {
     use std::net::SocketAddr;
 
     fn eps(n: u16, s: &Arc<Signals>) -> Vec<Arc<Endpoint>> {
+        let m = crate::metrics::Metrics::new();
         (0..n)
             .map(|i| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], 3000 + i));
                 Arc::new(Endpoint::new(
-                    SocketAddr::from(([127, 0, 0, 1], 3000 + i)),
+                    addr,
                     s.clone(),
+                    m.register_endpoint(&addr.to_string()),
                 ))
             })
             .collect()
@@ -204,6 +218,10 @@ mod tests {
         }
     }
 
+    fn hist() -> prometheus::Histogram {
+        prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap()
+    }
+
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(5)
     }
@@ -212,15 +230,14 @@ mod tests {
     async fn least_outstanding_wins_and_avoid_is_a_preference() {
         let s = Arc::new(Signals::default());
         let e = eps(3, &s);
-        let rotor = AtomicUsize::new(0);
         let none = IndexSet::default();
-        let (a, _ga) = reserve(&e, &s, none, none, &rotor, &limits(0), far())
+        let (a, _ga) = reserve(&e, &s, none, none, &limits(0), far(), &hist())
             .await
             .unwrap();
-        let (b, _gb) = reserve(&e, &s, none, none, &rotor, &limits(0), far())
+        let (b, _gb) = reserve(&e, &s, none, none, &limits(0), far(), &hist())
             .await
             .unwrap();
-        let (c, _gc) = reserve(&e, &s, none, none, &rotor, &limits(0), far())
+        let (c, _gc) = reserve(&e, &s, none, none, &limits(0), far(), &hist())
             .await
             .unwrap();
         let mut seen = [a, b, c];
@@ -235,7 +252,7 @@ mod tests {
         avoid.insert(1);
         avoid.insert(2);
         assert!(
-            reserve(&e, &s, avoid, none, &rotor, &limits(0), far())
+            reserve(&e, &s, avoid, none, &limits(0), far(), &hist())
                 .await
                 .is_ok(),
             "avoided endpoints are still usable"
@@ -244,7 +261,7 @@ mod tests {
         for i in 0..3 {
             exclude.insert(i);
         }
-        let err = reserve(&e, &s, none, exclude, &rotor, &limits(0), Instant::now())
+        let err = reserve(&e, &s, none, exclude, &limits(0), Instant::now(), &hist())
             .await
             .unwrap_err();
         assert_eq!(err, ReserveError::NoneUp);
@@ -254,12 +271,11 @@ mod tests {
     async fn full_endpoints_queue_then_overflow() {
         let s = Arc::new(Signals::default());
         let e = eps(1, &s);
-        let rotor = AtomicUsize::new(0);
         let none = IndexSet::default();
-        let (_, held) = reserve(&e, &s, none, none, &rotor, &limits(1), far())
+        let (_, held) = reserve(&e, &s, none, none, &limits(1), far(), &hist())
             .await
             .unwrap();
-        let err = reserve(&e, &s, none, none, &rotor, &limits(1), far())
+        let err = reserve(&e, &s, none, none, &limits(1), far(), &hist())
             .await
             .unwrap_err();
         assert_eq!(err, ReserveError::Full);
@@ -276,9 +292,9 @@ mod tests {
                 &s2,
                 IndexSet::default(),
                 IndexSet::default(),
-                &AtomicUsize::new(0),
                 &l,
                 far(),
+                &hist(),
             )
             .await
             .map(|(i, _)| i)
@@ -301,9 +317,9 @@ mod tests {
                 &s2,
                 IndexSet::default(),
                 IndexSet::default(),
-                &AtomicUsize::new(0),
                 &limits(0),
                 far(),
+                &hist(),
             )
             .await
             .map(|(i, _)| i)

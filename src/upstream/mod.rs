@@ -14,6 +14,7 @@ pub use balance::{reserve, IndexSet, Limits, ReserveError};
 pub use pool::{PoolSettings, PooledConn};
 
 use crate::config::HealthConfig;
+use crate::metrics::EndpointMetrics;
 use health::{HealthMachine, ProbeOutcome, State, Transition};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -29,6 +30,8 @@ pub struct Signals {
     pub capacity_freed: Notify,
     /// Requests waiting for capacity; zero means nobody needs a wake-up.
     pub queued: AtomicUsize,
+    /// Rotates tie-breaks between equally loaded endpoints.
+    pub rotor: AtomicUsize,
     epoch: Instant,
 }
 
@@ -38,6 +41,7 @@ impl Default for Signals {
             health_changed: watch::Sender::new(0),
             capacity_freed: Notify::new(),
             queued: AtomicUsize::new(0),
+            rotor: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
     }
@@ -65,10 +69,11 @@ pub struct Endpoint {
     pub probe_now: Notify,
     pub(crate) prober_started: AtomicBool,
     signals: Arc<Signals>,
+    pub metrics: EndpointMetrics,
 }
 
 impl Endpoint {
-    pub fn new(addr: SocketAddr, signals: Arc<Signals>) -> Endpoint {
+    pub fn new(addr: SocketAddr, signals: Arc<Signals>, metrics: EndpointMetrics) -> Endpoint {
         Endpoint {
             addr,
             name: Arc::new(addr.to_string()),
@@ -80,6 +85,7 @@ impl Endpoint {
             probe_now: Notify::new(),
             prober_started: AtomicBool::new(false),
             signals,
+            metrics,
         }
     }
 
@@ -120,6 +126,7 @@ impl Endpoint {
 
     /// Feeds an active probe result.
     pub fn record_probe(&self, outcome: ProbeOutcome, latency: Duration, cfg: &HealthConfig) {
+        self.metrics.probe(outcome.label(), latency);
         let t = self.health_lock().on_probe(
             outcome,
             latency,
@@ -158,6 +165,7 @@ impl Endpoint {
             self.up_since_ms.store(ms, Ordering::Release);
         }
         self.state.store(code, Ordering::Release);
+        self.metrics.state_change(t.to == State::Up);
         match t.to {
             State::Down => {
                 tracing::warn!(endpoint = %self.name, from = ?t.from, reason = %t.reason, "app endpoint down")

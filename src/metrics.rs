@@ -1,0 +1,375 @@
+//! Every metric lifeguard exports, in one place, on an owned registry (not
+//! the global one). Label values come only from closed sets: the method list
+//! plus `other`, status classes, error kinds, synthesized-response reasons,
+//! and endpoint addresses from the config. Children for the closed sets are
+//! resolved once at startup, so the request path takes no lock and hashes no
+//! labels.
+
+use crate::error::ProxyError;
+use http::Method;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::time::Duration;
+
+/// Methods with their own label value; anything else is `other`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "other",
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Upstream failure kinds (`ProxyError::kind` of transport failures).
+pub const FAILURE_KINDS: [&str; 7] = [
+    "refused",
+    "connect_timeout",
+    "connect_failed",
+    "reset_before_response",
+    "response_timeout",
+    "bad_response",
+    "reset_after_response",
+];
+/// Why lifeguard answered instead of the app.
+pub const SYNTH_REASONS: [&str; 8] = [
+    "app_down",
+    "app_crashed",
+    "timeout",
+    "overload",
+    "bad_response",
+    "maintenance",
+    "draining",
+    "bad_request",
+];
+const PROBE_RESULTS: [&str; 5] = ["healthy", "bad_status", "refused", "timeout", "failed"];
+
+/// Latency buckets for request durations (seconds).
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: Vec<IntCounter>, // METHODS × CLASSES
+    duration: Histogram,
+    pub in_flight: IntGauge,
+    pub connections_open: IntGauge,
+    pub connections_accepted: IntCounter,
+    pub client_aborts: IntCounter,
+    endpoint_up: IntGaugeVec,
+    state_changes: IntCounterVec,
+    probes: IntCounterVec,
+    probe_duration: HistogramVec,
+    failures: IntCounterVec,
+    synthesized: Vec<IntCounter>, // SYNTH_REASONS
+    pub outcome_unknown: IntCounter,
+    crashes: IntCounterVec,
+    pub retries: IntCounter,
+    pub retry_budget_exhausted: IntCounter,
+    pub queue_wait: Histogram,
+    pub draining: IntGauge,
+    pub maintenance: IntGauge,
+    pub config_generation: IntGauge,
+    reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+    pub tunnels_open: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Builds and registers every metric. The `expect`s only fire on a
+    /// programming error (a bad or duplicate name), caught by any test run.
+    pub fn new() -> Metrics {
+        let r = Registry::new_custom(Some("lifeguard".into()), None).expect("valid prefix");
+        let requests_vec = counter_vec(
+            &r,
+            "requests_total",
+            "Requests answered, by method and status class.",
+            &["method", "code_class"],
+        );
+        let requests = METHODS
+            .iter()
+            .flat_map(|m| CLASSES.iter().map(move |c| (m, c)))
+            .map(|(m, c)| requests_vec.with_label_values(&[m, c]))
+            .collect();
+        let synth_vec = counter_vec(
+            &r,
+            "synthesized_responses_total",
+            "Responses lifeguard wrote itself instead of the app, by reason.",
+            &["reason"],
+        );
+        let synthesized = SYNTH_REASONS
+            .iter()
+            .map(|s| synth_vec.with_label_values(&[s]))
+            .collect();
+        let failures = counter_vec(
+            &r,
+            "upstream_failures_total",
+            "Failed exchanges with the app, by endpoint and kind.",
+            &["endpoint", "kind"],
+        );
+        let endpoint_up = IntGaugeVec::new(
+            Opts::new(
+                "app_endpoint_up",
+                "1 if the app endpoint is up, 0 if down or not yet probed.",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(endpoint_up.clone()))
+            .expect("unique metric");
+        let probe_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "health_probe_duration_seconds",
+                "Duration of active health probes.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(probe_duration.clone()))
+            .expect("unique metric");
+        let last_reload_success = Gauge::new(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_reload_success.clone()))
+            .expect("unique metric");
+        let build = IntGaugeVec::new(
+            Opts::new("build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build.clone())).expect("unique metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        let m = Metrics {
+            requests,
+            duration: histogram(&r, "request_duration_seconds", "Time from request accepted to response finished.", &DURATION_BUCKETS),
+            in_flight: gauge(&r, "requests_in_flight", "Requests accepted whose response is not finished."),
+            connections_open: gauge(&r, "client_connections_open", "Client connections open."),
+            connections_accepted: counter(&r, "client_connections_accepted_total", "Client connections accepted."),
+            client_aborts: counter(&r, "client_aborts_total", "Requests whose client went away before the response finished (the app request is cancelled)."),
+            endpoint_up,
+            state_changes: counter_vec(&r, "app_endpoint_state_changes_total", "Health state changes of app endpoints, by new state.", &["endpoint", "to"]),
+            probes: counter_vec(&r, "health_probes_total", "Active health probes, by endpoint and result.", &["endpoint", "result"]),
+            probe_duration,
+            failures,
+            synthesized,
+            outcome_unknown: counter(&r, "outcome_unknown_total", "Non-idempotent requests that failed after being sent: the app may or may not have processed them."),
+            crashes: counter_vec(&r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &["endpoint"]),
+            retries: counter(&r, "retries_total", "Requests resent after failing once sent."),
+            retry_budget_exhausted: counter(&r, "retry_budget_exhausted_total", "Resends refused because the retry budget was used up."),
+            queue_wait: histogram(&r, "queue_wait_seconds", "Time requests waited for a free slot (app.max_in_flight or slow start).", &DURATION_BUCKETS),
+            draining: gauge(&r, "draining", "1 while shutting down (draining or closing)."),
+            maintenance: gauge(&r, "maintenance", "1 while maintenance mode is on."),
+            config_generation: gauge(&r, "config_generation", "Generation of the config in force (1 at start, +1 per applied reload)."),
+            reloads: counter_vec(&r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
+            last_reload_success,
+            tunnels_open: gauge(&r, "tunnels_open", "Upgraded connections (WebSocket) open."),
+            registry: r,
+        };
+        for result in ["success", "invalid", "unchanged", "error"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        m
+    }
+
+    /// Pre-creates an endpoint's series so they read 0 rather than missing.
+    pub fn register_endpoint(&self, endpoint: &str) -> EndpointMetrics {
+        for kind in FAILURE_KINDS {
+            self.failures.with_label_values(&[endpoint, kind]);
+        }
+        for result in PROBE_RESULTS {
+            self.probes.with_label_values(&[endpoint, result]);
+        }
+        for to in ["up", "down"] {
+            self.state_changes.with_label_values(&[endpoint, to]);
+        }
+        EndpointMetrics {
+            up: self.endpoint_up.with_label_values(&[endpoint]),
+            crashes: self.crashes.with_label_values(&[endpoint]),
+            probe_duration: self.probe_duration.with_label_values(&[endpoint]),
+            name: endpoint.to_owned(),
+            metrics: self.clone(),
+        }
+    }
+
+    /// Drops the series of an endpoint removed from the config.
+    pub fn forget_endpoint(&self, endpoint: &str) {
+        let _ = self.endpoint_up.remove_label_values(&[endpoint]);
+        let _ = self.crashes.remove_label_values(&[endpoint]);
+        let _ = self.probe_duration.remove_label_values(&[endpoint]);
+        for kind in FAILURE_KINDS {
+            let _ = self.failures.remove_label_values(&[endpoint, kind]);
+        }
+        for result in PROBE_RESULTS {
+            let _ = self.probes.remove_label_values(&[endpoint, result]);
+        }
+        for to in ["up", "down"] {
+            let _ = self.state_changes.remove_label_values(&[endpoint, to]);
+        }
+    }
+
+    /// Counts a finished request.
+    pub fn observe_request(&self, method: &Method, status: u16, elapsed: Duration) {
+        let m = METHODS
+            .iter()
+            .position(|m| *m == method.as_str())
+            .unwrap_or(METHODS.len() - 1);
+        let c = (usize::from(status / 100)).clamp(1, 5) - 1;
+        self.requests[m * CLASSES.len() + c].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a response lifeguard wrote itself.
+    pub fn synthesized(&self, reason: SynthReason) {
+        self.synthesized[reason as usize].inc();
+    }
+
+    pub fn reload(&self, result: &str) {
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// Why lifeguard answered instead of the app (index into `SYNTH_REASONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynthReason {
+    AppDown = 0,
+    AppCrashed = 1,
+    Timeout = 2,
+    Overload = 3,
+    BadResponse = 4,
+    Maintenance = 5,
+    Draining = 6,
+    BadRequest = 7,
+}
+
+impl SynthReason {
+    pub fn of(err: ProxyError) -> SynthReason {
+        match err {
+            ProxyError::AppUnavailable
+            | ProxyError::AppRefused
+            | ProxyError::AppConnectTimeout
+            | ProxyError::AppConnectFailed => SynthReason::AppDown,
+            ProxyError::AppClosedBeforeResponse | ProxyError::ResetAfterResponse => {
+                SynthReason::AppCrashed
+            }
+            ProxyError::ResponseTimeout => SynthReason::Timeout,
+            ProxyError::Overloaded => SynthReason::Overload,
+            ProxyError::BadResponse => SynthReason::BadResponse,
+            ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::ClientBodyAborted => SynthReason::BadRequest,
+        }
+    }
+}
+
+/// An endpoint's metric handles, resolved once.
+#[derive(Debug, Clone)]
+pub struct EndpointMetrics {
+    pub up: IntGauge,
+    pub crashes: IntCounter,
+    pub probe_duration: Histogram,
+    name: String,
+    metrics: Metrics,
+}
+
+impl EndpointMetrics {
+    pub fn failure(&self, kind: &str) {
+        self.metrics
+            .failures
+            .with_label_values(&[self.name.as_str(), kind])
+            .inc();
+    }
+
+    pub fn probe(&self, result: &str, latency: Duration) {
+        self.metrics
+            .probes
+            .with_label_values(&[self.name.as_str(), result])
+            .inc();
+        self.probe_duration.observe(latency.as_secs_f64());
+    }
+
+    pub fn state_change(&self, up: bool) {
+        self.up.set(i64::from(up));
+        let to = if up { "up" } else { "down" };
+        self.metrics
+            .state_changes
+            .with_label_values(&[self.name.as_str(), to])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_prefix() {
+        let m = Metrics::new();
+        m.observe_request(&Method::GET, 200, Duration::from_millis(3));
+        m.observe_request(
+            &Method::from_bytes(b"PROPFIND").unwrap(),
+            503,
+            Duration::from_millis(3),
+        );
+        m.synthesized(SynthReason::AppCrashed);
+        let e = m.register_endpoint("127.0.0.1:3000");
+        e.failure("refused");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains("lifeguard_requests_total{code_class=\"2xx\",method=\"GET\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("lifeguard_requests_total{code_class=\"5xx\",method=\"other\"} 1"));
+        assert!(text.contains("lifeguard_synthesized_responses_total{reason=\"app_crashed\"} 1"));
+        assert!(text.contains(
+            "lifeguard_upstream_failures_total{endpoint=\"127.0.0.1:3000\",kind=\"refused\"} 1"
+        ));
+        assert!(text.contains("lifeguard_build_info{version=\""));
+        m.forget_endpoint("127.0.0.1:3000");
+        assert!(!String::from_utf8(m.render())
+            .unwrap()
+            .contains("127.0.0.1:3000"));
+    }
+}
