@@ -61,6 +61,24 @@ for f in "${value_sets[@]}"; do
     problem "helm template ($name)"
   fi
 done
+# NOTES.txt is not part of `helm template`'s output: render it through a
+# scratch copy of the chart that includes it in a template of its own.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+cp -r "$chart" "$scratch/"
+printf 'notes: {{ include "lifeguard/templates/NOTES.txt" . | toJson }}\n' \
+  >"$scratch/lifeguard/templates/zz-notes-check.yaml"
+for f in "${value_sets[@]}"; do
+  name="$(basename "${f:-default}" .yaml)"
+  args=(--kube-version "$helm_kube_version" --namespace demo --show-only templates/zz-notes-check.yaml)
+  [[ -n "$f" ]] && args+=(--values "$f")
+  step "helm NOTES.txt $name"
+  if ! "$helm" template demo "$scratch/lifeguard" "${args[@]}" \
+    | python3 -c 'import json, sys; print(json.loads(sys.stdin.read().split("notes: ", 1)[1]))' \
+      >"$out/notes-$name.txt"; then
+    problem "NOTES.txt ($name)"
+  fi
+done
 for dir in deploy deploy/native deploy/monitoring deploy/migration; do
   name="$(echo "$dir" | tr '/' '-')"
   step "kustomize $dir"
@@ -70,7 +88,7 @@ for dir in deploy deploy/native deploy/monitoring deploy/migration; do
 done
 
 # --- 3. schema validation ----------------------------------------------------------
-files=("$out"/*.yaml)
+files=("$out"/*.yaml)   # manifests only, not the notes
 for v in "${kube_versions[@]}"; do
   step "kubernetes-validate --strict -k $v (${#files[@]} files)"
   set +e

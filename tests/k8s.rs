@@ -70,6 +70,23 @@ fn manifests_lint_and_validate() {
         4,
         "{rendered:?}"
     );
+    // NOTES.txt tells how to reach the app, the metrics and the status page.
+    let notes: Vec<_> = rendered
+        .iter()
+        .filter(|n| n.starts_with("notes-"))
+        .collect();
+    assert_eq!(notes.len(), ci_sets + 1, "{rendered:?}");
+    for n in notes {
+        let text = std::fs::read_to_string(out_dir.path().join(n)).unwrap();
+        for needed in [
+            "port-forward svc/demo-lifeguard",
+            "/metrics",
+            "/status",
+            "hot-reloads",
+        ] {
+            assert!(text.contains(needed), "{n}: no {needed:?} in:\n{text}");
+        }
+    }
 }
 
 /// Runs `lifeguard check` on the pod's config, with the files it names
