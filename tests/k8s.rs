@@ -441,6 +441,43 @@ fn default_configs_leave_out_keys_not_yet_supported() {
     assert!(config["maintenance"]["flag_file"].is_string());
 }
 
+#[test]
+fn chart_refuses_inconsistent_values() {
+    for (sets, expected) in [
+        (
+            &["terminationGracePeriodSeconds=26"][..],
+            "must exceed lifeguard.drain.timeoutSeconds",
+        ),
+        (
+            &["lifeguard.drain.delaySeconds=30"][..],
+            "must be below lifeguard.drain.timeoutSeconds",
+        ),
+        (
+            &["sidecar.mode=native", "app.preStop.client=httpGet"][..],
+            "works only with sidecar.mode=classic",
+        ),
+        (&["sidecar.mode=sidecar"][..], "sidecar.mode"),
+        (&["lifeguard.config.listen=0.0.0.0:1"][..], "listen"),
+        (
+            &["lifeguard.tls.enabled=true"][..],
+            "lifeguard.tls.secretName",
+        ),
+        (
+            &[
+                "monitoring.serviceMonitor.enabled=true",
+                "adminService.enabled=false",
+            ][..],
+            "adminService.enabled",
+        ),
+    ] {
+        let err = render::helm_template_error(sets, &[]);
+        assert!(err.contains(expected), "{sets:?}: {err}");
+    }
+    // Native sidecars need Kubernetes 1.29 (the last --kube-version wins).
+    let err = render::helm_template_error(&["sidecar.mode=native"], &["--kube-version", "1.28.0"]);
+    assert!(err.contains(">= 1.29"), "{err}");
+}
+
 fn check_rules(r: &Rendered, documented: &[(String, String)]) -> Vec<String> {
     let rule = r.one("PrometheusRule");
     assert_eq!(

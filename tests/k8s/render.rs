@@ -51,6 +51,27 @@ fn run(cmd: &mut Command, what: &str) -> String {
 /// `helm template demo helm/lifeguard` with an optional value file of
 /// helm/lifeguard/ci/ and `--set` overrides.
 pub fn helm_template(values: Option<&str>, sets: &[&str]) -> Rendered {
+    let mut cmd = helm_command(values, sets);
+    let name = format!("helm {} {}", values.unwrap_or("default"), sets.join(" "));
+    let text = run(&mut cmd, &name);
+    Rendered::parse(name.trim(), &text)
+}
+
+/// `helm template` (with `extra` arguments last) that is expected to fail:
+/// its error message.
+pub fn helm_template_error(sets: &[&str], extra: &[&str]) -> String {
+    let out = helm_command(None, sets)
+        .args(extra)
+        .output()
+        .expect("run helm");
+    assert!(
+        !out.status.success(),
+        "helm template {sets:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn helm_command(values: Option<&str>, sets: &[&str]) -> Command {
     let bin = tools();
     let helm_home = bin.parent().expect("tools dir").join("helm");
     let mut cmd = Command::new(bin.join("helm"));
@@ -67,9 +88,7 @@ pub fn helm_template(values: Option<&str>, sets: &[&str]) -> Rendered {
     for s in sets {
         cmd.args(["--set", s]);
     }
-    let name = format!("helm {} {}", values.unwrap_or("default"), sets.join(" "));
-    let text = run(&mut cmd, &name);
-    Rendered::parse(name.trim(), &text)
+    cmd
 }
 
 /// `kubectl kustomize <dir>` (relative to the repository).
