@@ -1,13 +1,27 @@
 //! Log output: text or JSON, one access-log event per request (target
-//! `access`), level filter adjustable at run time (for config reload).
+//! `access`), level filter adjustable at run time (for config reload: the
+//! handle of the installed subscriber is kept here, set once).
 
 use crate::config::{LogConfig, LogFormat};
+use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// Changes the log filter of the running process.
 pub type LevelHandle = reload::Handle<EnvFilter, Registry>;
+
+/// The level handle of the installed subscriber, if this process installed one.
+static LEVEL: OnceLock<LevelHandle> = OnceLock::new();
+
+/// Applies a new `log.level` filter. Returns `false` when no subscriber of
+/// ours is installed or the filter does not parse (validation caught that).
+pub fn set_level(filter: &str) -> bool {
+    let (Some(handle), Ok(filter)) = (LEVEL.get(), EnvFilter::try_new(filter)) else {
+        return false;
+    };
+    handle.reload(filter).is_ok()
+}
 
 /// Installs the global subscriber. Returns `None` if one is already installed
 /// (several in-process test servers share one).
@@ -34,5 +48,8 @@ pub fn init(cfg: &LogConfig) -> Option<LevelHandle> {
             )
             .try_init(),
     };
-    result.ok().map(|_| handle)
+    result.ok().map(|_| {
+        let _ = LEVEL.set(handle.clone());
+        handle
+    })
 }

@@ -72,6 +72,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub tunnels_open: IntGauge,
+    tls_cert_reloads: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -197,10 +198,14 @@ impl Metrics {
             reloads: counter_vec(&r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
             last_reload_success,
             tunnels_open: gauge(&r, "tunnels_open", "Upgraded connections (WebSocket) open."),
+            tls_cert_reloads: counter_vec(&r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
             registry: r,
         };
         for result in ["success", "invalid", "unchanged", "error"] {
             m.reloads.with_label_values(&[result]);
+        }
+        for result in ["success", "invalid"] {
+            m.tls_cert_reloads.with_label_values(&[result]);
         }
         m
     }
@@ -257,8 +262,15 @@ impl Metrics {
         self.synthesized[reason as usize].inc();
     }
 
+    /// Counts a config reload attempt (`success`, `invalid`, `unchanged`, `error`).
     pub fn reload(&self, result: &str) {
         self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Counts a TLS certificate change (`success` or `invalid`).
+    pub fn tls_cert_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "invalid" };
+        self.tls_cert_reloads.with_label_values(&[result]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,8 +1,9 @@
 //! The request path: one plain sequence per request behind hyper's
 //! `service_fn`, which never fails — every failure becomes a response here.
 //!
-//! `handle` → check the request → prepare head and body → reserve an endpoint
-//! (least outstanding; hold while none is up; queue while all are full) →
+//! `handle` → maintenance (the page, unless bypassed) → check the request →
+//! prepare head and body → reserve an endpoint (least outstanding; hold
+//! while none is up; queue while all are full) →
 //! send → classify any failure (error.rs) → retry where safe (retry.rs), or
 //! answer for the app (respond.rs).
 
@@ -19,6 +20,7 @@ pub use retry::RetryBudget;
 
 use crate::error::{classify_exchange, ProxyError};
 use crate::inflight::Entry;
+use crate::maintenance;
 use crate::metrics::SynthReason;
 use crate::server::ConnState;
 use crate::state::{Shared, Snapshot};
@@ -64,6 +66,21 @@ pub async fn handle(
         conn.peer,
     ));
     let mut exchange = Exchange::new(shared.clone(), ticket, conn.clone());
+    // One atomic load while maintenance is off; checked only as a request
+    // arrives, so requests already in flight finish normally.
+    if shared.maintenance.is_on() {
+        let m = &snap.config.maintenance;
+        if !maintenance::bypassed(m, conn.peer.ip(), req.uri().path(), req.headers()) {
+            shared.metrics.synthesized(SynthReason::Maintenance);
+            exchange.maintenance = true;
+            let mut resp = maintenance::response(m, facts.wants_json, &request_id);
+            exchange.status = resp.status().as_u16();
+            resp.headers_mut()
+                .insert(&headers::X_REQUEST_ID, request_id);
+            resp.body_mut().attach(exchange);
+            return Ok(resp);
+        }
+    }
     shared.retry_budget.record_request();
 
     let mut resp = match forward(&shared, &snap, &conn, req, &mut exchange).await {
