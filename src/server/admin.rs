@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 /// Longest `/admin/drained?wait=` honoured.
@@ -37,15 +38,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| route(shared.clone(), peer, req));
-            let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
-        });
+        tokio::spawn(serve_connection(stream, peer, shared.clone()));
     }
+}
+
+/// Serves one admin connection from `peer` (whose address decides access to
+/// the protected endpoints).
+pub async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| route(shared.clone(), peer, req));
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let _ = b.serve_connection(TokioIo::new(io), svc).await;
 }
 
 async fn route(

@@ -4,9 +4,12 @@
 //! response" apart from any status. No fixed ports, no sleeps as sync.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
+pub mod configmap;
 pub mod node;
 pub mod process;
+pub mod tls;
 pub mod upstream;
 
 pub use client::{raw_exchange, RawOutcome, RawResponse};
