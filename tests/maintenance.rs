@@ -10,7 +10,6 @@ use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use support::admin::{admin_call, admin_call_from, metric, status_json};
 use support::upstream::full;
 use support::*;
