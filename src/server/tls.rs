@@ -15,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::InconsistentKeys;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,12 +33,12 @@ pub enum TlsError {
     ReadKey { path: PathBuf, source: io::Error },
     #[error("\"{}\" holds no PEM certificate", .path.display())]
     NoCertificate { path: PathBuf },
-    #[error("\"{}\" is not valid PEM: {reason}", .path.display())]
+    #[error("\"{}\" holds no valid certificate: {reason}", .path.display())]
     BadCertificate { path: PathBuf, reason: String },
     #[error("\"{}\" holds no usable PEM private key: {reason}", .path.display())]
     BadKey { path: PathBuf, reason: String },
-    #[error("\"{}\" does not match the certificate in tls.cert_file: {reason}", .path.display())]
-    KeyMismatch { path: PathBuf, reason: String },
+    #[error("\"{}\" does not match the certificate in tls.cert_file (different public key)", .path.display())]
+    KeyMismatch { path: PathBuf },
 }
 
 impl TlsError {
@@ -114,12 +115,22 @@ pub fn load(cert: &Path, key: &Path) -> Result<LoadedCert, TlsError> {
             reason: e.to_string(),
         })?;
     let certified = CertifiedKey::new(chain, signing);
-    // Also parses the end-entity certificate, so garbage inside valid PEM
-    // armour is caught here rather than at the first handshake.
-    certified.keys_match().map_err(|e| TlsError::KeyMismatch {
-        path: key.to_owned(),
-        reason: e.to_string(),
-    })?;
+    // This also parses the end-entity certificate, so garbage inside valid
+    // PEM armour is caught here rather than at the first handshake.
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            return Err(TlsError::KeyMismatch {
+                path: key.to_owned(),
+            })
+        }
+        Err(e) => {
+            return Err(TlsError::BadCertificate {
+                path: cert.to_owned(),
+                reason: e.to_string(),
+            })
+        }
+    }
     Ok(LoadedCert {
         key: certified,
         files_sha256: hash_pair(&cert_pem, &key_pem),
