@@ -163,7 +163,7 @@ pub async fn reload_from(shared: &Arc<Shared>, path: &Path, trigger: Trigger) ->
     let outcome = attempt(shared, &mut memory, path, trigger)
         .await
         .unwrap_or_else(|| outcome(shared, ReloadResult::Unchanged, trigger));
-    check_certificate(shared, &mut memory).await;
+    crate::server::tls::check_rotation(shared, &mut memory.bad_cert).await;
     outcome
 }
 
@@ -195,7 +195,7 @@ pub async fn watch(shared: Arc<Shared>) {
         if let Some(path) = path {
             attempt(&shared, &mut memory, &path, Trigger::Poll).await;
         }
-        check_certificate(&shared, &mut memory).await;
+        crate::server::tls::check_rotation(&shared, &mut memory.bad_cert).await;
     }
 }
 
@@ -457,51 +457,4 @@ fn resize_connection_slots(shared: &Shared, old: usize, new: usize) {
             });
         }
     }
-}
-
-/// Swaps in the certificate files' new content when it changed and is valid;
-/// a bad pair is logged once and the served certificate stays.
-async fn check_certificate(shared: &Shared, memory: &mut Memory) {
-    use crate::server::tls;
-    let (Some(resolver), Some(config)) = (&shared.tls, shared.snapshot.load().config.tls.clone())
-    else {
-        return;
-    };
-    let (cert, key) = (config.cert_file.clone(), config.key_file.clone());
-    let hashed = tokio::task::spawn_blocking(move || tls::files_sha256(&cert, &key)).await;
-    let sha = match hashed {
-        Ok(Ok(sha)) => sha,
-        Ok(Err(e)) => return reject_certificate(shared, memory, e.to_string(), &e),
-        Err(_) => return,
-    };
-    if sha == resolver.files_sha256() || memory.bad_cert.as_ref() == Some(&sha) {
-        return;
-    }
-    let (cert, key) = (config.cert_file.clone(), config.key_file.clone());
-    match tokio::task::spawn_blocking(move || tls::load(&cert, &key)).await {
-        Ok(Ok(loaded)) => {
-            resolver.swap(Arc::new(loaded.key), loaded.files_sha256);
-            memory.bad_cert = None;
-            shared.metrics.tls_cert_reload(true);
-            tracing::info!(sha256 = %sha, "TLS certificate reloaded");
-        }
-        Ok(Err(e)) => reject_certificate(shared, memory, sha, &e),
-        Err(_) => {}
-    }
-}
-
-/// Counts and logs a rejected certificate state (`seen`: the files' hash, or
-/// the read error) once.
-fn reject_certificate(
-    shared: &Shared,
-    memory: &mut Memory,
-    seen: String,
-    error: &crate::server::tls::TlsError,
-) {
-    if memory.bad_cert.as_ref() == Some(&seen) {
-        return;
-    }
-    tracing::error!(field = error.field(), error = %error, "new TLS certificate rejected; the old one is still served");
-    memory.bad_cert = Some(seen);
-    shared.metrics.tls_cert_reload(false);
 }

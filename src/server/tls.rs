@@ -5,7 +5,8 @@
 //! files are rotated in place (cert-manager updates a mounted Secret without
 //! restarting anyone): handshakes in progress keep the key they started with.
 //! ALPN offers `h2` and `http/1.1`; the negotiated protocol picks the hyper
-//! server in `conn.rs`.
+//! server in `conn.rs`. A resumed TLS session keeps the certificate it was
+//! authenticated with; new sessions get the rotated one.
 
 use super::conn;
 use super::io::PREFACE_LEN;
@@ -205,4 +206,46 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tls
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let prefix = [0u8; PREFACE_LEN];
     conn::serve_io(stream, prefix, 0, h2, peer, "https", shared, client).await;
+}
+
+/// Called from the reload loop: swaps in the certificate files' new content
+/// when it changed and is valid; otherwise the served certificate stays.
+/// `bad` remembers the last rejected state (files' hash, or read error) so a
+/// bad pair is counted and logged once.
+pub async fn check_rotation(shared: &Shared, bad: &mut Option<String>) {
+    let (Some(resolver), Some(config)) = (&shared.tls, shared.snapshot.load().config.tls.clone())
+    else {
+        return;
+    };
+    let (cert, key) = (config.cert_file.clone(), config.key_file.clone());
+    let hashed = tokio::task::spawn_blocking(move || files_sha256(&cert, &key)).await;
+    let sha = match hashed {
+        Ok(Ok(sha)) => sha,
+        Ok(Err(e)) => return reject(shared, bad, e.to_string(), &e),
+        Err(_) => return,
+    };
+    if sha == resolver.files_sha256() || bad.as_ref() == Some(&sha) {
+        return;
+    }
+    let (cert, key) = (config.cert_file.clone(), config.key_file.clone());
+    match tokio::task::spawn_blocking(move || load(&cert, &key)).await {
+        Ok(Ok(loaded)) => {
+            resolver.swap(Arc::new(loaded.key), loaded.files_sha256);
+            *bad = None;
+            shared.metrics.tls_cert_reload(true);
+            tracing::info!(sha256 = %sha, "TLS certificate reloaded");
+        }
+        Ok(Err(e)) => reject(shared, bad, sha, &e),
+        Err(_) => {}
+    }
+}
+
+/// Counts and logs a rejected certificate state once.
+fn reject(shared: &Shared, bad: &mut Option<String>, seen: String, error: &TlsError) {
+    if bad.as_ref() == Some(&seen) {
+        return;
+    }
+    tracing::error!(field = error.field(), error = %error, "new TLS certificate rejected; the old one is still served");
+    *bad = Some(seen);
+    shared.metrics.tls_cert_reload(false);
 }
