@@ -12,7 +12,8 @@
 //! `lifeguard check`, logged once per distinct content, counted, and the last
 //! good config stays in force. Settings that need a restart (listeners, TLS
 //! on/off, backlog, log format) keep their running values and are reported.
-//! The TLS certificate files are polled in the same loop and swapped on their
+//! The TLS certificate files are polled in the same loop (and on every
+//! explicit reload) by `server::tls::check_rotation`, and swapped on their
 //! own, without a new config generation.
 
 use super::{sha256_hex, Config};
@@ -156,8 +157,8 @@ pub async fn reload_now(shared: &Arc<Shared>, trigger: Trigger) -> Outcome {
     }
 }
 
-/// Reloads from `path` (which later polls then watch), and checks the TLS
-/// certificate files. Always answers, even when nothing changed.
+/// Reloads from `path` (which polls then watch, once applied) and checks the
+/// TLS certificate files. Always answers, even when nothing changed.
 pub async fn reload_from(shared: &Arc<Shared>, path: &Path, trigger: Trigger) -> Outcome {
     let mut memory = shared.reload.memory.lock().await;
     let outcome = attempt(shared, &mut memory, path, trigger)
@@ -171,14 +172,8 @@ pub async fn reload_from(shared: &Arc<Shared>, path: &Path, trigger: Trigger) ->
 pub async fn watch(shared: Arc<Shared>) {
     let mut phase = shared.phase.subscribe();
     loop {
-        let (interval, path) = {
-            let snap = shared.snapshot.load();
-            (
-                snap.config.reload.poll_interval,
-                snap.config.source_path.clone(),
-            )
-        };
         // Polling off: look again later in case a reload turns it on.
+        let interval = shared.snapshot.load().config.reload.poll_interval;
         let wait = if interval.is_zero() {
             Duration::from_secs(1)
         } else {
@@ -188,10 +183,17 @@ pub async fn watch(shared: Arc<Shared>) {
             _ = tokio::time::sleep(wait) => {}
             _ = phase.wait_for(|p| *p == crate::shutdown::Phase::Stopped) => return,
         }
+        let mut memory = shared.reload.memory.lock().await;
+        let (interval, path) = {
+            let snap = shared.snapshot.load();
+            (
+                snap.config.reload.poll_interval,
+                snap.config.source_path.clone(),
+            )
+        };
         if interval.is_zero() {
             continue;
         }
-        let mut memory = shared.reload.memory.lock().await;
         if let Some(path) = path {
             attempt(&shared, &mut memory, &path, Trigger::Poll).await;
         }
