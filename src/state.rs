@@ -96,6 +96,8 @@ impl Shared {
         let metrics = Metrics::new();
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
+        metrics.last_reload_successful.set(1);
+        metrics.config_in_force(&config.source_hash, None);
         let maintenance = Maintenance::default();
         maintenance.set(
             maintenance::Source::Config,

@@ -159,6 +159,13 @@ async fn configmap_symlink_swap_is_picked_up_and_applied_live() {
     let status = status_json(p.admin).await;
     assert_eq!(status["config"]["generation"], 2);
     assert_eq!(status["config"]["sha256"], sha256_hex(new.as_bytes()));
+    let (_, metrics) = admin_get(p.admin, "/metrics").await;
+    let info = format!(
+        "lifeguard_config_info{{sha256=\"{}\"}} 1",
+        sha256_hex(new.as_bytes())
+    );
+    assert!(metrics.contains(&info), "{metrics}");
+    assert_eq!(metrics.matches("lifeguard_config_info{").count(), 1);
     assert_eq!(status["config"]["reload"]["last"]["result"], "success");
     assert_eq!(status["config"]["reload"]["last"]["trigger"], "poll");
     assert_eq!(status["endpoints"].as_array().unwrap().len(), 1);
@@ -245,6 +252,8 @@ async fn invalid_configs_are_kept_out_counted_and_logged_once() {
         "{last}"
     );
     assert_eq!(metric(p.admin, "lifeguard_config_generation").await, 1.0);
+    let successful = "lifeguard_config_last_reload_successful";
+    assert_eq!(metric(p.admin, successful).await, 0.0);
 
     // A good config after the bad ones is applied.
     cm.update(&[("config.yaml", &process_yaml(&[b.addr], poll))]);
@@ -253,6 +262,7 @@ async fn invalid_configs_are_kept_out_counted_and_logged_once() {
     })
     .await;
     assert_eq!(status_json(p.admin).await["config"]["generation"], 2);
+    assert_eq!(metric(p.admin, successful).await, 1.0);
 }
 
 #[tokio::test]

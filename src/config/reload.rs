@@ -302,6 +302,11 @@ async fn attempt(
 /// Counts and records an outcome.
 fn finish(shared: &Shared, outcome: Outcome) -> Outcome {
     shared.metrics.reload(outcome.result.as_str());
+    let good = matches!(
+        outcome.result,
+        ReloadResult::Success | ReloadResult::Unchanged
+    );
+    shared.metrics.last_reload_successful.set(i64::from(good));
     shared.reload.record(&outcome);
     outcome
 }
@@ -410,6 +415,10 @@ fn apply(
         }
     }
     shared.metrics.config_generation.set(generation as i64);
+    shared.metrics.config_in_force(
+        &shared.snapshot.load().config.source_hash,
+        Some(&old.source_hash),
+    );
     shared.metrics.last_reload_success.set(unix_now());
     if !requires_restart.is_empty() {
         tracing::warn!(fields = ?requires_restart, "config changes that require a restart were ignored; the running values stay");
