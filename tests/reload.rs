@@ -17,6 +17,7 @@ use support::admin::{admin_call, admin_call_from, metric, status_json};
 use support::configmap::ConfigMapDir;
 use support::upstream::full;
 use support::*;
+use tokio::io::AsyncWriteExt;
 
 /// An app that answers every request with its name (after `delay`).
 async fn named_app(name: &'static str, delay: Duration) -> TestUpstream {
@@ -109,6 +110,26 @@ async fn sixty_reloads_under_load_fail_no_request() {
         }));
     }
 
+    // And one keep-alive connection used throughout: no reload may close it.
+    let keep_alive = {
+        let (stop, served, addr) = (stop.clone(), served.clone(), proxy.addr());
+        tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                s.write_all(b"GET /kept HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .await
+                    .unwrap();
+                match support::client::read_response(&mut s, 10, false).await {
+                    RawOutcome::Response(r) if r.status == 200 => n += 1,
+                    other => panic!("keep-alive request {n}: {other:?}"),
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+            }
+            n
+        })
+    };
+
     for i in 0..60 {
         std::fs::write(&path, format!("{head}{}# reload {i}\n", variants[i % 3])).unwrap();
         let outcome = reload_from(&shared, &path, Trigger::Admin).await;
@@ -126,6 +147,10 @@ async fn sixty_reloads_under_load_fail_no_request() {
         failures.extend(c.await.unwrap());
     }
     assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        keep_alive.await.unwrap() >= 60,
+        "keep-alive connection barely used"
+    );
     assert!(served.load(Ordering::SeqCst) >= 240);
     assert_eq!(shared.snapshot.load().generation, 61);
     let admin = proxy.admin();
