@@ -152,6 +152,9 @@ impl Registry {
     /// Builds a crash report for the endpoint `victim` was sent to, unless
     /// `victim` is already part of one (the same crash, seen by another request).
     pub fn crash_report(&self, victim: &Entry, trigger: &'static str) -> Option<CrashReport> {
+        // One lock around check-and-mark: two requests dying in the same crash
+        // on different threads must not both see themselves unreported.
+        let mut kept = lock(&self.reports);
         if victim.reported.swap(true, Ordering::AcqRel) {
             return None;
         }
@@ -180,7 +183,6 @@ impl Registry {
             trigger,
             requests: requests.into_iter().map(|(_, v)| v).collect(),
         };
-        let mut kept = lock(&self.reports);
         if kept.len() == KEPT_REPORTS {
             kept.pop_front();
         }
