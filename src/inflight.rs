@@ -12,7 +12,7 @@ use serde::Serialize;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
@@ -38,9 +38,12 @@ pub struct Entry {
     body_sent_ms: AtomicU64,
     /// Set when the streamed body went over `client.max_body_size`.
     pub body_over_limit: AtomicBool,
-    /// Set once this request appeared in a crash report, so the other requests
-    /// that die in the same crash do not repeat it.
-    reported: AtomicBool,
+    /// Attempts made so far (each send to an endpoint is one).
+    attempt: AtomicU32,
+    /// The attempt that appeared in a crash report (`u32::MAX`: none), so the other
+    /// requests that die in the same crash do not repeat it, while a retry
+    /// that dies in a second crash is reported again.
+    reported: AtomicU32,
 }
 
 /// A request's place in the registry; dropping it removes the entry.
@@ -155,24 +158,27 @@ impl Registry {
         // One lock around check-and-mark: two requests dying in the same crash
         // on different threads must not both see themselves unreported.
         let mut kept = lock(&self.reports);
-        if victim.reported.swap(true, Ordering::AcqRel) {
-            return None;
+        let attempt = victim.attempt.load(Ordering::SeqCst);
+        if victim.reported.load(Ordering::SeqCst) == attempt {
+            return None; // this attempt is already in a report
         }
         let endpoint = victim.endpoint.load_full()?;
         let now = Instant::now();
         let mut requests: Vec<(Instant, RequestView)> = Vec::new();
+        let mut victim_listed = false;
         for shard in self.shards.iter() {
             for (_, e) in lock(shard).iter() {
-                let same = e
-                    .endpoint
-                    .load()
-                    .as_deref()
-                    .is_some_and(|ep| *ep == *endpoint);
-                if same || std::ptr::eq(&**e, victim) {
-                    e.reported.store(true, Ordering::Release);
+                if e.mark_reported(&endpoint) {
+                    victim_listed |= std::ptr::eq(&**e, victim);
                     requests.push((e.started, view(e, now)));
                 }
             }
+        }
+        if !victim_listed {
+            // The victim is no longer registered under this endpoint (racing a
+            // retry): report it anyway, it is the request that saw the crash.
+            victim.reported.store(attempt, Ordering::SeqCst);
+            requests.push((victim.started, view(victim, now)));
         }
         requests.sort_by_key(|(t, _)| *t);
         let report = CrashReport {
@@ -223,12 +229,38 @@ impl Entry {
             bytes_sent: AtomicU64::new(0),
             body_over_limit: AtomicBool::new(false),
             body_sent_ms: AtomicU64::new(0),
-            reported: AtomicBool::new(false),
+            attempt: AtomicU32::new(0),
+            reported: AtomicU32::new(u32::MAX),
         }
     }
 }
 
 impl Entry {
+    /// Records the endpoint of a new attempt. A request retried elsewhere may
+    /// die in a second crash: that one is reported too.
+    pub fn start_attempt(&self, endpoint: Arc<String>) {
+        // Endpoint first, then the attempt number: a crash scan that still
+        // sees the old endpoint also sees the old attempt (see `mark_reported`).
+        self.endpoint.store(Some(endpoint));
+        self.attempt.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Marks the current attempt as reported if it is still on `endpoint`;
+    /// false if it is not (or it moved on meanwhile).
+    fn mark_reported(&self, endpoint: &str) -> bool {
+        let before = self.attempt.load(Ordering::SeqCst);
+        let on_it = self
+            .endpoint
+            .load()
+            .as_deref()
+            .is_some_and(|e| e.as_str() == endpoint);
+        if !on_it || self.attempt.load(Ordering::SeqCst) != before {
+            return false;
+        }
+        self.reported.store(before, Ordering::SeqCst);
+        true
+    }
+
     /// Records that the whole request body has gone to the app.
     pub fn mark_body_sent(&self) {
         let ms = self.started.elapsed().as_millis() as u64 + 1;
@@ -257,7 +289,7 @@ mod tests {
             path.parse().unwrap(),
             "127.0.0.1:5000".parse().unwrap(),
         ));
-        t.entry().endpoint.store(Some(Arc::new(ep.to_owned())));
+        t.entry().start_attempt(Arc::new(ep.to_owned()));
         t
     }
 
@@ -275,7 +307,15 @@ mod tests {
         assert!(reg
             .crash_report(b.entry(), "reset_before_response")
             .is_none());
-        assert_eq!(reg.recent_crashes().len(), 1);
+        // `b` is retried on another endpoint, which crashes too: reported again.
+        b.entry()
+            .start_attempt(Arc::new("127.0.0.1:3001".to_owned()));
+        let again = reg
+            .crash_report(b.entry(), "reset_before_response")
+            .unwrap();
+        let paths: Vec<_> = again.requests.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/b", "/c"]);
+        assert_eq!(reg.recent_crashes().len(), 2);
         drop(a);
         drop(b);
         assert_eq!(reg.len(), 1);

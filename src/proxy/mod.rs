@@ -103,7 +103,7 @@ async fn forward(
             break;
         };
         let endpoint = &snap.endpoints[i];
-        entry.endpoint.store(Some(endpoint.name.clone()));
+        entry.start_attempt(endpoint.name.clone());
         let outstanding = endpoint.begin();
         let mut pooled = match endpoint.checkout(&snap.pool).await {
             Ok(c) => c,
