@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 const PREFACE: &[u8; PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -39,6 +39,9 @@ pub struct ConnState {
     /// When a request head started arriving on an idle connection, in ms since
     /// `epoch` plus one (0: none).
     head_started_ms: AtomicU64,
+    /// Wakes the watchdog when its deadline changes (a request finished, or a
+    /// head started arriving on an idle connection).
+    changed: Notify,
     h2: bool,
 }
 
@@ -59,6 +62,7 @@ impl ConnState {
             active: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(if head_started && !h2 { 1 } else { 0 }),
+            changed: Notify::new(),
             h2,
         }
     }
@@ -75,6 +79,7 @@ impl ConnState {
     pub fn request_finished(&self) {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since_ms.store(self.now_ms(), Ordering::Release);
+            self.changed.notify_one();
         }
     }
 
@@ -85,6 +90,7 @@ impl ConnState {
             && self.head_started_ms.load(Ordering::Acquire) == 0
         {
             self.head_started_ms.store(self.now_ms(), Ordering::Release);
+            self.changed.notify_one();
         }
     }
 
@@ -219,6 +225,7 @@ async fn drive<C>(
                 return;
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = state.changed.notified() => {}
             changed = phase.changed(), if !closing => {
                 if changed.is_err() || *phase.borrow_and_update() >= Phase::Closing {
                     shutdown(conn.as_mut());
