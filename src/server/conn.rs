@@ -146,7 +146,8 @@ pub async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let client = shared.snapshot.load().config.client.clone();
     let _ = stream.set_nodelay(true);
     let mut prefix = [0u8; PREFACE_LEN];
-    let Some(n) = sniff(&mut stream, &mut prefix, &client).await else {
+    let mut phase = shared.phase.subscribe();
+    let Some(n) = sniff(&mut stream, &mut prefix, &client, &mut phase).await else {
         return;
     };
     let h2 = n == PREFACE_LEN && prefix == *PREFACE;
@@ -154,13 +155,20 @@ pub async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
 }
 
 /// Reads just enough to tell the HTTP/2 preface from an HTTP/1 request line.
-/// `None`: the client closed or sent nothing in time.
+/// `None`: the client closed or sent nothing in time — or nothing before the
+/// process started closing: a connection with no request is idle, and like
+/// an idle keep-alive connection it must not hold up the drain.
 async fn sniff(
     stream: &mut TcpStream,
     buf: &mut [u8; PREFACE_LEN],
     client: &ClientConfig,
+    phase: &mut watch::Receiver<Phase>,
 ) -> Option<usize> {
-    let mut n = match tokio::time::timeout(client.idle_timeout, stream.read(buf)).await {
+    let first = tokio::select! {
+        r = tokio::time::timeout(client.idle_timeout, stream.read(buf)) => r,
+        _ = phase.wait_for(|p| *p >= Phase::Closing) => return None,
+    };
+    let mut n = match first {
         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
         Ok(Ok(n)) => n,
     };
