@@ -185,7 +185,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             MS,
             HOUR,
         ),
-        pool_max_idle_per_endpoint: a.pool_max_idle_per_endpoint.unwrap_or(128) as usize,
+        pool_max_idle_per_endpoint: a.pool_max_idle_per_endpoint.unwrap_or(1024) as usize,
         max_in_flight: a.max_in_flight.unwrap_or(0) as usize,
         queue_timeout: p.duration(
             "app.queue_timeout",

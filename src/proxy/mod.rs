@@ -136,9 +136,10 @@ async fn forward(
 
     let mut pending = Request::from_parts(parts, body);
     let mut avoid = IndexSet::default(); // failed after sending: prefer others
-    let mut exclude = IndexSet::default(); // connect failed (not refused): skip for this request
+    let mut exclude = IndexSet::default(); // connect failed twice (not refused): skip for this request
     let mut hold_until = Instant::now() + cfg.unavailable.hold;
     let mut sent_failure: Option<ProxyError> = None;
+    let mut connect_failures = 0u32;
     let mut last_err = ProxyError::AppUnavailable;
     for _ in 0..MAX_ATTEMPTS {
         let reserved = upstream::reserve(
@@ -167,8 +168,15 @@ async fn forward(
                 if err == ProxyError::AppRefused {
                     endpoint.passive_refused(); // down now; the hold waits for it
                 } else {
+                    // A timeout is often one dropped SYN (a full accept
+                    // queue): prefer another endpoint, but try this one
+                    // again once before giving up on it for this request.
                     endpoint.passive_suspect();
-                    exclude.insert(i);
+                    connect_failures += 1;
+                    avoid.insert(i);
+                    if connect_failures >= 2 {
+                        exclude.insert(i);
+                    }
                 }
                 last_err = err;
                 continue;

@@ -192,7 +192,14 @@ pub fn acceptor(resolver: Arc<CertResolver>) -> Result<TlsAcceptor, rustls::Erro
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tls: TlsAcceptor) {
     let client = shared.snapshot.load().config.client.clone();
     let _ = stream.set_nodelay(true);
-    let stream = match tokio::time::timeout(client.header_timeout, tls.accept(stream)).await {
+    let mut phase = shared.phase.subscribe();
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(client.header_timeout, tls.accept(stream)) => r,
+        // No request can be in flight before the handshake: like an idle
+        // connection, it must not hold up the drain.
+        _ = phase.wait_for(|p| *p >= crate::shutdown::Phase::Closing) => return,
+    };
+    let stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");

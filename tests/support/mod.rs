@@ -74,10 +74,11 @@ fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let level = std::env::var("LIFEGUARD_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        lifeguard::logging::init(&lifeguard::config::LogConfig {
+        // Kept for the whole test process: dropping it would stop the log writer.
+        std::mem::forget(lifeguard::logging::init(&lifeguard::config::LogConfig {
             format: lifeguard::config::LogFormat::Text,
             level,
-        });
+        }));
     });
 }
 
