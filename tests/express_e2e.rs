@@ -261,7 +261,9 @@ async fn crash_with_requests_in_flight(
 #[tokio::test]
 async fn requests_in_flight_at_the_crash_all_get_503() {
     let mut app = NodeApp::start("app.js", &[]).await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    // No hold: the GETs, resent after the crash, find no app and are answered
+    // at once instead of waiting for it to come back.
+    let proxy = Proxy::with_endpoints(&[app.addr], "unavailable:\n  hold: 0s\n").await;
     let (gets, post, elapsed) = crash_with_requests_in_flight(proxy.addr(), &app, "inflight").await;
 
     for (i, g) in gets.into_iter().enumerate() {
@@ -388,14 +390,18 @@ async fn app_restarted_on_the_same_port_serves_again_through_the_same_proxy() {
     assert_connection_terminated(&r, "crashing POST");
     assert_eq!(r.header("proxy-status"), Some(SENT_NOT_RETRIED));
     assert_crashed(&mut first).await;
+    // The crash triggers a probe, which finds the port refusing.
+    let endpoint = proxy.running.shared.snapshot.load().endpoints[0].clone();
+    eventually(10, "lifeguard sees the app down", || endpoint.is_down()).await;
 
-    // While the app is down: refused, and said so (nothing was sent).
+    // While the app is down: after the hold (2 s) for it to come back, 503
+    // destination_unavailable, and said so (nothing was sent).
     let r = get(proxy.addr(), "/", "restart-down-get").await.response();
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(
         r.header("proxy-status"),
-        Some("lifeguard; error=connection_refused")
+        Some("lifeguard; error=destination_unavailable")
     );
     let r = post_order(proxy.addr(), "/orders", "while-down", "restart-down-post")
         .await
@@ -403,7 +409,7 @@ async fn app_restarted_on_the_same_port_serves_again_through_the_same_proxy() {
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(
         r.header("proxy-status"),
-        Some("lifeguard; error=connection_refused")
+        Some("lifeguard; error=destination_unavailable")
     );
     assert_eq!(json(&r)["outcome_unknown"], false);
 

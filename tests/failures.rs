@@ -91,42 +91,114 @@ fn echo_json(r: &RawResponse) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("echo body {e}: {r:?}"))
 }
 
+/// Health config for apps that misbehave on cue (`ScriptedUpstream` and the
+/// raw apps below): a TCP probe only connects, so the app is seen up and the
+/// probe is neither counted nor answered with the script (an HTTP probe
+/// would be, and would take the endpoint down before any request).
+const TCP_PROBES: &str = "health:\n  mode: tcp\n";
+
+fn destination_unavailable() -> String {
+    "lifeguard; error=destination_unavailable".to_owned()
+}
+
+fn endpoint(proxy: &Proxy, i: usize) -> Arc<lifeguard::upstream::Endpoint> {
+    proxy.running.shared.snapshot.load().endpoints[i].clone()
+}
+
+/// A proxy for one endpoint whose app was up (its first probe, a TCP one,
+/// succeeded; the next is an hour away) and has died since: nothing listens
+/// on its port any more and lifeguard does not know it yet, so the next
+/// request's own connect is the one refused. `unavailable` holds the lines of
+/// the `unavailable:` section.
+async fn proxy_whose_app_just_died(unavailable: &str) -> Proxy {
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = Proxy::with_endpoints(
+        &[app.local_addr().unwrap()],
+        &format!("health:\n  mode: tcp\n  interval: 1h\nunavailable:\n{unavailable}"),
+    )
+    .await;
+    let e = endpoint(&proxy, 0);
+    eventually(5, "the first probe sees the app up", || e.is_up()).await;
+    drop(app); // the app dies: connects are refused from now on
+    proxy
+}
+
 // ---------------------------------------------------------------------------
 // connect refused (nothing sent)
 
 #[tokio::test]
 async fn refused_get_single_endpoint_is_503_connection_refused() {
-    let proxy = Proxy::with_endpoints(&[closed_port()], "").await;
+    let hold = Duration::from_millis(300);
+    let proxy = proxy_whose_app_just_died("  hold: 300ms\n").await;
+    // Its own connect refused: the endpoint goes down, the request waits out
+    // the hold for it to come back, then gets 503 connection_refused.
+    let started = Instant::now();
     let r = send(proxy.addr(), &get("/refused")).await;
     assert_synthesized_html(&r, 503, &refused());
+    assert!(started.elapsed() >= hold, "{:?}", started.elapsed());
+    assert!(endpoint(&proxy, 0).is_down());
+    // Known down now: the next request is not even tried after the hold.
+    let started = Instant::now();
+    let r = send(proxy.addr(), &get("/refused")).await;
+    assert_synthesized_html(&r, 503, &destination_unavailable());
+    assert!(started.elapsed() >= hold, "{:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn refused_post_single_endpoint_is_503_connection_refused_without_details() {
-    let proxy = Proxy::with_endpoints(&[closed_port()], "").await;
+    let proxy = proxy_whose_app_just_died("  hold: 0s\n").await;
     let r = send(proxy.addr(), &post("/refused", "payload")).await;
     // Nothing was sent, so the outcome is known: no "outcome unknown" detail.
     assert_synthesized_html(&r, 503, &refused());
+    // Known down now: never sent either.
+    let r = send(proxy.addr(), &post("/refused", "payload")).await;
+    assert_synthesized_html(&r, 503, &destination_unavailable());
 }
 
 #[tokio::test]
 async fn refused_endpoint_is_skipped_for_get_and_post() {
-    let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[closed_port(), app.addr], "").await;
-    // Several of each so the refused endpoint is picked first for both
-    // methods, whatever the tie-breaking order.
-    for i in 0..6 {
-        let r = send(proxy.addr(), &get(&format!("/get{i}"))).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        assert_eq!(echo_json(&r)["path"], format!("/get{i}"));
-        let body = "x".repeat(10 + i);
-        let r = send(proxy.addr(), &post(&format!("/post{i}"), &body)).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        let v = echo_json(&r);
-        assert_eq!(v["method"], "POST");
-        assert_eq!(v["body_len"], body.len());
+    for method in ["GET", "POST"] {
+        // Both endpoints were seen up by their first (TCP) probe, the next
+        // one is an hour away, and the first endpoint's app has died since:
+        // the first request sent there is refused and, nothing having been
+        // sent, goes to the other endpoint, whatever its method.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = TestUpstream::echo().await;
+        let proxy = Proxy::with_endpoints(
+            &[gone.local_addr().unwrap(), app.addr],
+            "health:\n  mode: tcp\n  interval: 1h\n",
+        )
+        .await;
+        let (dead, live) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+        eventually(5, "both endpoints seen up", || dead.is_up() && live.is_up()).await;
+        drop(gone);
+        // Several, so the dead endpoint is picked whatever the tie-breaking
+        // order; once refused it is down and skipped without a connect.
+        for i in 0..6 {
+            let body = "x".repeat(10 + i);
+            let r = if method == "GET" {
+                send(proxy.addr(), &get(&format!("/get{i}"))).await
+            } else {
+                send(proxy.addr(), &post(&format!("/post{i}"), &body)).await
+            };
+            assert_eq!(r.status, 200, "{method} {i}: {r:?}");
+            let v = echo_json(&r);
+            assert_eq!(v["method"], method);
+            if method == "POST" {
+                assert_eq!(v["path"], format!("/post{i}"));
+                assert_eq!(v["body_len"], body.len());
+            } else {
+                assert_eq!(v["path"], format!("/get{i}"));
+            }
+        }
+        assert!(dead.is_down(), "{method}");
+        assert_eq!(
+            dead.health().last_reason,
+            "request connect refused",
+            "{method}: a request found the dead endpoint"
+        );
+        assert_eq!(app.hits(), 6, "{method}");
     }
-    assert_eq!(app.hits(), 12);
 }
 
 // ---------------------------------------------------------------------------
@@ -154,7 +226,7 @@ async fn until_dead_hit(
 async fn get_reset_after_send_is_retried_once_on_the_other_endpoint() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
     let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
     let (r, sent) = until_dead_hit(&proxy, &dead, |i| get(&format!("/r{i}"))).await;
     assert_eq!(r.status, 200, "retried GET must succeed: {r:?}");
     assert_eq!(echo_json(&r)["method"], "GET");
@@ -170,7 +242,7 @@ async fn get_reset_after_send_is_retried_once_on_the_other_endpoint() {
 async fn get_closed_after_send_is_retried_once_on_the_other_endpoint() {
     let dead = ScriptedUpstream::start(Script::Close).await;
     let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
     let (r, sent) = until_dead_hit(&proxy, &dead, |i| get(&format!("/c{i}"))).await;
     assert_eq!(r.status, 200, "retried GET must succeed: {r:?}");
     assert_eq!(dead.requests(), 1);
@@ -184,7 +256,7 @@ async fn put_and_delete_reset_after_send_are_retried_with_their_body() {
         // A fresh proxy per method: the dead endpoint is new to it.
         let dead = ScriptedUpstream::start(Script::Reset).await;
         let app = TestUpstream::echo().await;
-        let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], "").await;
+        let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
         let b = if method == "PUT" { body } else { "" };
         let (r, sent) =
             until_dead_hit(&proxy, &dead, |i| request(method, &format!("/r{i}"), "", b)).await;
@@ -203,24 +275,35 @@ async fn put_and_delete_reset_after_send_are_retried_with_their_body() {
 
 #[tokio::test]
 async fn get_is_retried_at_most_once() {
-    let a = ScriptedUpstream::start(Script::Reset).await;
-    let b = ScriptedUpstream::start(Script::Close).await;
-    let c = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[a.addr, b.addr, c.addr], "").await;
-    let r = send(proxy.addr(), &get("/twice")).await;
-    assert_synthesized_html(&r, 503, &terminated());
-    assert_eq!(
-        a.requests() + b.requests() + c.requests(),
-        2,
-        "one attempt and exactly one retry"
-    );
+    // `retry.attempts` bounds the resends: 1 here, then the default of 2.
+    // Each resend prefers an endpoint the request has not failed on yet.
+    for (config, attempts) in [("retry:\n  attempts: 1\n", 1), ("", 2)] {
+        let a = ScriptedUpstream::start(Script::Reset).await;
+        let b = ScriptedUpstream::start(Script::Close).await;
+        let c = ScriptedUpstream::start(Script::Reset).await;
+        let proxy =
+            Proxy::with_endpoints(&[a.addr, b.addr, c.addr], &format!("{TCP_PROBES}{config}"))
+                .await;
+        let r = send(proxy.addr(), &get("/twice")).await;
+        assert_synthesized_html(&r, 503, &terminated());
+        let counts = [a.requests(), b.requests(), c.requests()];
+        assert_eq!(
+            counts.iter().sum::<usize>(),
+            1 + attempts,
+            "one attempt and exactly {attempts} resend(s): {counts:?}"
+        );
+        assert!(
+            counts.iter().all(|&n| n <= 1),
+            "each attempt on a different endpoint: {counts:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn post_reset_after_send_is_never_resent() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
     let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
     let (r, sent) =
         until_dead_hit(&proxy, &dead, |i| post(&format!("/order{i}"), "{\"n\":1}")).await;
     assert_synthesized_html(&r, 503, &terminated_unknown());
@@ -236,7 +319,7 @@ async fn post_reset_after_send_is_never_resent() {
 async fn patch_closed_after_send_is_never_resent() {
     let dead = ScriptedUpstream::start(Script::Close).await;
     let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
     let (r, sent) = until_dead_hit(&proxy, &dead, |i| {
         request("PATCH", &format!("/p{i}"), "", "{}")
     })
@@ -250,7 +333,7 @@ async fn patch_closed_after_send_is_never_resent() {
 async fn post_and_patch_reset_or_closed_single_endpoint_is_503_outcome_unknown() {
     for script in [Script::Reset, Script::Close] {
         let dead = ScriptedUpstream::start(script.clone()).await;
-        let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
+        let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
         let r = send(proxy.addr(), &post("/pay", "amount=10")).await;
         assert_synthesized_html(&r, 503, &terminated_unknown());
         assert_eq!(dead.requests(), 1, "{script:?}: POST delivered once");
@@ -263,14 +346,21 @@ async fn post_and_patch_reset_or_closed_single_endpoint_is_503_outcome_unknown()
 #[tokio::test]
 async fn get_and_head_reset_or_closed_single_endpoint_is_503_connection_terminated() {
     for script in [Script::Reset, Script::Close] {
-        let dead = ScriptedUpstream::start(script.clone()).await;
-        let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
-        let r = send(proxy.addr(), &get("/page")).await;
-        assert_synthesized_html(&r, 503, &terminated());
-        assert_eq!(dead.requests(), 1, "{script:?}");
-        let r = send(proxy.addr(), &request("HEAD", "/page", "", "")).await;
-        assert_synthesized(&r, 503, &terminated());
-        assert_eq!(dead.requests(), 2, "{script:?}");
+        for method in ["GET", "HEAD"] {
+            // A proxy per request: each has the retry budget's floor (3) to
+            // itself, more than the default `retry.attempts` (2).
+            let dead = ScriptedUpstream::start(script.clone()).await;
+            let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
+            let r = send(proxy.addr(), &request(method, "/page", "", "")).await;
+            if method == "GET" {
+                assert_synthesized_html(&r, 503, &terminated());
+            } else {
+                assert_synthesized(&r, 503, &terminated());
+            }
+            // The only endpoint stays up (it accepts connections), so both
+            // resends go to it: sent once and resent `retry.attempts` times.
+            assert_eq!(dead.requests(), 3, "{script:?} {method}");
+        }
     }
 }
 
@@ -280,7 +370,11 @@ async fn get_and_head_reset_or_closed_single_endpoint_is_503_connection_terminat
 #[tokio::test]
 async fn no_response_headers_within_response_timeout_is_504() {
     let stall = ScriptedUpstream::start(Script::Stall).await;
-    let proxy = Proxy::with_endpoints(&[stall.addr], "  response_timeout: 300ms\n").await;
+    let proxy = Proxy::with_endpoints(
+        &[stall.addr],
+        &format!("  response_timeout: 300ms\n{TCP_PROBES}"),
+    )
+    .await;
     let started = Instant::now();
     let r = send(proxy.addr(), &get("/stall")).await;
     let took = started.elapsed();
@@ -315,7 +409,7 @@ async fn unparseable_response_is_502_http_protocol_error() {
     ];
     for bytes in garbage {
         let app = ScriptedUpstream::start(Script::Raw(bytes)).await;
-        let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+        let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
         let r = send(proxy.addr(), &get("/g")).await;
         assert_synthesized_html(&r, 502, "lifeguard; error=http_protocol_error");
         let r = send(proxy.addr(), &post("/g", "x")).await;
@@ -339,7 +433,7 @@ async fn death_after_response_headers_truncates_content_length_body() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\nhello",
     ))
     .await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
     let r = send(proxy.addr(), &get("/partial")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("content-length"), Some("100"), "{r:?}");
@@ -355,7 +449,7 @@ async fn death_after_response_headers_truncates_chunked_body() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     ))
     .await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
     let r = send(proxy.addr(), &get("/partial")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(
@@ -543,15 +637,27 @@ async fn client_gone_mid_upload_cancels_upstream_and_clears_inflight() {
 
 #[tokio::test]
 async fn retry_after_is_configurable() {
-    let proxy = Proxy::with_endpoints(&[closed_port()], "unavailable:\n  retry_after: 7s\n").await;
+    let proxy = proxy_whose_app_just_died("  hold: 0s\n  retry_after: 7s\n").await;
     let r = send(proxy.addr(), &get("/x")).await;
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.header("retry-after"), Some("7"), "{r:?}");
     assert_eq!(r.header("proxy-status"), Some(refused().as_str()));
     assert_eq!(r.header("connection"), Some("close"));
+    // Known down: destination_unavailable, with the same Retry-After.
+    let r = send(proxy.addr(), &get("/x")).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("7"), "{r:?}");
+    assert_eq!(
+        r.header("proxy-status"),
+        Some(destination_unavailable().as_str())
+    );
 
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], "unavailable:\n  retry_after: 7s\n").await;
+    let proxy = Proxy::with_endpoints(
+        &[dead.addr],
+        &format!("{TCP_PROBES}unavailable:\n  retry_after: 7s\n"),
+    )
+    .await;
     let r = send(proxy.addr(), &post("/x", "1")).await;
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.header("retry-after"), Some("7"), "{r:?}");
@@ -560,7 +666,7 @@ async fn retry_after_is_configurable() {
 #[tokio::test]
 async fn client_request_id_is_echoed_and_one_is_generated_otherwise() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
     let r = send(
         proxy.addr(),
         &request("POST", "/id", "X-Request-Id: client-id-42\r\n", "b"),
@@ -579,7 +685,7 @@ async fn client_request_id_is_echoed_and_one_is_generated_otherwise() {
 
 #[tokio::test]
 async fn json_body_when_client_accepts_json() {
-    let proxy = Proxy::with_endpoints(&[closed_port()], "").await;
+    let proxy = proxy_whose_app_just_died("  hold: 0s\n").await;
     let r = send(
         proxy.addr(),
         &request(
@@ -600,7 +706,7 @@ async fn json_body_when_client_accepts_json() {
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
 
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
     let r = send(
         proxy.addr(),
         &request("POST", "/api", "Accept: application/json\r\n", "{}"),
@@ -622,7 +728,7 @@ async fn json_body_when_client_accepts_json() {
 #[tokio::test]
 async fn synthesized_response_closes_the_client_connection() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
     let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
     // A keep-alive request: lifeguard must still close after its 503.
     s.write_all(&post("/ka", "1")).await.unwrap();
@@ -644,7 +750,7 @@ async fn synthesized_response_closes_the_client_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invariant_posts_against_a_resetting_app_always_get_503() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
     for i in 0..50 {
         match raw_exchange(proxy.addr(), &post(&format!("/seq{i}"), "body"), 10).await {
             RawOutcome::Response(r) => assert_synthesized(&r, 503, &terminated_unknown()),
@@ -679,9 +785,19 @@ async fn invariant_every_failure_mode_answers_every_method() {
         (Script::Stall, 504),
     ];
     let methods = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH"];
+    // GET, HEAD, OPTIONS, PUT and DELETE are resent once (`retry.attempts:
+    // 1`) after a reset or close, never after a timeout or a bad response; a
+    // budget of 100 % of the requests covers one resend per request.
+    let resendable = 5;
     for (script, status) in modes {
         let dead = ScriptedUpstream::start(script.clone()).await;
-        let proxy = Proxy::with_endpoints(&[dead.addr], "  response_timeout: 200ms\n").await;
+        let proxy = Proxy::with_endpoints(
+            &[dead.addr],
+            &format!(
+                "  response_timeout: 200ms\n{TCP_PROBES}retry:\n  attempts: 1\n  budget_percent: 100\n"
+            ),
+        )
+        .await;
         let addr = proxy.addr();
         let tasks: Vec<_> = methods
             .iter()
@@ -712,7 +828,8 @@ async fn invariant_every_failure_mode_answers_every_method() {
                 other => panic!("{script:?} {m}: {other:?}"),
             }
         }
-        assert_eq!(dead.requests(), methods.len() * 3, "{script:?}");
+        let resent = if status == 503 { resendable * 3 } else { 0 };
+        assert_eq!(dead.requests(), methods.len() * 3 + resent, "{script:?}");
     }
 }
 
@@ -725,17 +842,19 @@ async fn invariant_every_failure_mode_answers_every_method() {
 struct DoomedApp {
     addr: SocketAddr,
     held: Arc<Mutex<Vec<TcpStream>>>,
+    listener: Arc<TcpListener>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl DoomedApp {
     async fn start() -> DoomedApp {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
         let addr = listener.local_addr().unwrap();
         let held = Arc::new(Mutex::new(Vec::new()));
         let h = held.clone();
+        let l = listener.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
+            while let Ok((mut s, _)) = l.accept().await {
                 let h = h.clone();
                 tokio::spawn(async move {
                     if read_request(&mut s).await.is_some() {
@@ -744,7 +863,12 @@ impl DoomedApp {
                 });
             }
         });
-        DoomedApp { addr, held, task }
+        DoomedApp {
+            addr,
+            held,
+            listener,
+            task,
+        }
     }
 
     fn held(&self) -> usize {
@@ -752,6 +876,11 @@ impl DoomedApp {
     }
 
     fn crash(&self) {
+        // Stop listening right now, as a dead process does (Linux takes a
+        // listening socket out of LISTEN on shutdown): a GET that lifeguard
+        // resends after the crash must find the port refusing, not queued in
+        // the backlog of a listener whose task is still being aborted.
+        let _ = socket2::SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
         self.task.abort();
         for s in self.held.lock().unwrap().drain(..) {
             reset(s);
@@ -762,7 +891,11 @@ impl DoomedApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_with_requests_in_flight_logs_one_event_naming_them_all() {
     let app = DoomedApp::start().await;
-    let proxy = ProxyProcess::start(&format!("app:\n  endpoints: [\"{}\"]\n", app.addr)).await;
+    let proxy = ProxyProcess::start(&format!(
+        "app:\n  endpoints: [\"{}\"]\n{TCP_PROBES}",
+        app.addr
+    ))
+    .await;
     let addr = proxy.addr;
     let reqs = [
         ("GET", "/a", "crash-a"),
@@ -858,15 +991,41 @@ async fn crash_with_requests_in_flight_logs_one_event_naming_them_all() {
 #[tokio::test]
 async fn get_reset_then_refused_retry_reports_the_sent_failure() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, closed_port()], "").await;
-    // Whichever endpoint is tried first, the reset one is tried, and a failure
-    // after sending says more than a refused connect.
+    // The second endpoint was seen up by its first probe (the next is an hour
+    // away) and its app has died since: lifeguard learns it from a refused
+    // request connect.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = Proxy::with_endpoints(
+        &[dead.addr, gone.local_addr().unwrap()],
+        "health:\n  mode: tcp\n  interval: 1h\n",
+    )
+    .await;
+    let (resetting, refusing) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+    eventually(5, "both endpoints seen up", || {
+        resetting.is_up() && refusing.is_up()
+    })
+    .await;
+    drop(gone);
+    // Whichever endpoint is tried first, the reset one is tried, and the
+    // refused one too (its connect is what takes it down); the resends then
+    // go to the only endpoint left up, and a failure after sending says more
+    // than a refused connect.
     let r = send(proxy.addr(), &get("/both")).await;
     assert_synthesized_html(&r, 503, &terminated());
-    assert_eq!(dead.requests(), 1);
+    assert_eq!(
+        refusing.health().last_reason,
+        "request connect refused",
+        "the GET was tried on the refusing endpoint"
+    );
+    assert!(refusing.is_down());
+    assert_eq!(
+        dead.requests(),
+        3,
+        "sent once and resent `retry.attempts` (2) times on the resetting endpoint"
+    );
     let r = send(proxy.addr(), &post("/both", "p")).await;
     assert_synthesized_html(&r, 503, &terminated_unknown());
-    assert_eq!(dead.requests(), 2, "the POST reached the app exactly once");
+    assert_eq!(dead.requests(), 4, "the POST reached the app exactly once");
 }
 
 #[tokio::test]
@@ -887,7 +1046,7 @@ async fn death_after_response_headers_truncates_close_delimited_body() {
 #[tokio::test]
 async fn expect_continue_and_chunked_posts_against_a_resetting_app_get_503() {
     let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], "").await;
+    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
     let r = send(
         proxy.addr(),
         &request("POST", "/expect", "Expect: 100-continue\r\n", "hello"),
@@ -936,7 +1095,7 @@ async fn crash_mid_upload_app(body_bytes: usize) -> (SocketAddr, Arc<AtomicUsize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_crash_mid_upload_still_answers_the_client() {
     let (app, crashes) = crash_mid_upload_app(64 * 1024).await;
-    let proxy = Proxy::with_endpoints(&[app], "").await;
+    let proxy = Proxy::with_endpoints(&[app], TCP_PROBES).await;
     let total = 4 * 1024 * 1024;
     let s = TcpStream::connect(proxy.addr()).await.unwrap();
     let (mut rd, mut wr) = s.into_split();
@@ -1017,7 +1176,7 @@ async fn crash_event_names_only_the_requests_on_the_dead_endpoint() {
     let a = DoomedApp::start().await;
     let b = DoomedApp::start().await;
     let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\", \"{}\"]\n",
+        "app:\n  endpoints: [\"{}\", \"{}\"]\n{TCP_PROBES}",
         a.addr, b.addr
     ))
     .await;
@@ -1075,8 +1234,9 @@ async fn crash_event_names_only_the_requests_on_the_dead_endpoint() {
 async fn retried_request_whose_both_apps_die_is_named_in_both_crash_events() {
     let a = ScriptedUpstream::start(Script::Reset).await;
     let b = ScriptedUpstream::start(Script::Reset).await;
+    // One resend (`retry.attempts: 1`), which goes to the other endpoint.
     let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\", \"{}\"]\n",
+        "app:\n  endpoints: [\"{}\", \"{}\"]\n{TCP_PROBES}retry:\n  attempts: 1\n",
         a.addr, b.addr
     ))
     .await;
@@ -1170,7 +1330,12 @@ async fn path_scripted_app() -> (SocketAddr, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn keep_alive_client_gets_a_response_when_the_app_dies_on_a_later_request() {
     let (app, count) = path_scripted_app().await;
-    let proxy = Proxy::with_endpoints(&[app], "").await;
+    // A budget of 100 % of the requests: enough for both GETs' resends.
+    let proxy = Proxy::with_endpoints(
+        &[app],
+        &format!("{TCP_PROBES}retry:\n  budget_percent: 100\n"),
+    )
+    .await;
     for (method, dying, ps) in [
         ("POST", "/die", terminated_unknown()),
         ("GET", "/die", terminated()),
@@ -1198,10 +1363,13 @@ async fn keep_alive_client_gets_a_response_when_the_app_dies_on_a_later_request(
             RawOutcome::Response(r) => assert_synthesized(&r, 503, &ps),
             other => panic!("{method} {dying} on a kept-alive connection: {other:?}"),
         }
+        // The only endpoint stays up (it accepts connections): the GET is
+        // resent to it `retry.attempts` (2) times, the POST never.
+        let deliveries = if method == "GET" { 3 } else { 1 };
         assert_eq!(
             count.load(Ordering::SeqCst) - before,
-            1,
-            "{method} {dying}: delivered once, single endpoint: no retry"
+            deliveries,
+            "{method} {dying}: delivered {deliveries} time(s)"
         );
     }
     // HTTP/1.0 clients get an answer too.
@@ -1239,7 +1407,7 @@ async fn interim_or_partial_head_then_death_is_503_not_a_response() {
     ];
     for (script, what) in cases {
         let app = ScriptedUpstream::start(script).await;
-        let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+        let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
         match raw_exchange(proxy.addr(), &get("/x"), 10).await {
             RawOutcome::Response(r) => {
                 assert_eq!(r.status, 503, "{what}: {r:?}");
@@ -1264,6 +1432,8 @@ async fn interim_or_partial_head_then_death_is_503_not_a_response() {
             }
             other => panic!("{what}: {other:?}"),
         }
+        // The GET was resent `retry.attempts` (2) times, the POST never.
+        assert_eq!(app.requests(), 4, "{what}");
     }
 }
 

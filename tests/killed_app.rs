@@ -24,6 +24,14 @@ fn terminated_unknown() -> String {
     format!("lifeguard; error=connection_terminated{OUTCOME_UNKNOWN}")
 }
 
+/// crash_app.js answers `GET /health` with 404 (an HTTP probe would take it
+/// down at once) and logs every request: a TCP probe only connects.
+const TCP_PROBES: &str = "health:\n  mode: tcp\n";
+
+fn endpoint(proxy: &Proxy) -> std::sync::Arc<lifeguard::upstream::Endpoint> {
+    proxy.running.shared.snapshot.load().endpoints[0].clone()
+}
+
 /// `node tests/apps/crash_app.js <port>`, with its stdout (one `REQ METHOD
 /// PATH` line per request received) and stderr kept.
 struct NodeApp {
@@ -178,7 +186,13 @@ async fn inflight_until(admin: SocketAddr, want: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_requests_in_flight_answers_every_client() {
     let mut app = NodeApp::start(0).await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    // No hold: the resent GETs find the app gone and are answered at once
+    // rather than waiting for it to come back.
+    let proxy = Proxy::with_endpoints(
+        &[app.addr],
+        &format!("{TCP_PROBES}unavailable:\n  hold: 0s\n"),
+    )
+    .await;
     let gets: Vec<_> = (0..3)
         .map(|_| spawn_exchange(proxy.addr(), "GET", "/slow?ms=5000"))
         .collect();
@@ -218,7 +232,11 @@ async fn sigkill_with_requests_in_flight_answers_every_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncaught_exception_with_requests_in_flight_answers_every_client() {
     let mut app = NodeApp::start(0).await;
-    let proxy = ProxyProcess::start(&format!("app:\n  endpoints: [\"{}\"]\n", app.addr)).await;
+    let proxy = ProxyProcess::start(&format!(
+        "app:\n  endpoints: [\"{}\"]\n{TCP_PROBES}",
+        app.addr
+    ))
+    .await;
     let slow: Vec<_> = (0..2)
         .map(|_| spawn_exchange(proxy.addr, "GET", "/slow?ms=5000"))
         .collect();
@@ -279,7 +297,16 @@ async fn uncaught_exception_with_requests_in_flight_answers_every_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_app_gets_503_connection_refused_quickly() {
     let mut app = NodeApp::start(0).await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    // The first probe sees the app up and the next is an hour away, so
+    // lifeguard learns of the death from the first request's refused connect;
+    // no hold, so every answer is immediate.
+    let proxy = Proxy::with_endpoints(
+        &[app.addr],
+        "health:\n  mode: tcp\n  interval: 1h\nunavailable:\n  hold: 0s\n",
+    )
+    .await;
+    let e = endpoint(&proxy);
+    eventually(5, "the first probe sees the app up", || e.is_up()).await;
     // Warm lifeguard's pool with a keep-alive connection to the app.
     for _ in 0..2 {
         let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
@@ -297,13 +324,17 @@ async fn dead_app_gets_503_connection_refused_quickly() {
             let started = Instant::now();
             let outcome = raw_exchange(proxy.addr(), &request(method, path, "job=1"), 5).await;
             let took = started.elapsed();
-            assert_synthesized(
-                &format!("{method} #{i} after death"),
-                outcome,
-                "lifeguard; error=connection_refused",
-            );
+            // The first request's own connect is refused, which takes the
+            // endpoint down; the later ones are not even tried.
+            let ps = if i == 0 && method == "GET" {
+                "lifeguard; error=connection_refused"
+            } else {
+                "lifeguard; error=destination_unavailable"
+            };
+            assert_synthesized(&format!("{method} #{i} after death"), outcome, ps);
             assert!(took < Duration::from_secs(1), "{method} #{i} took {took:?}");
         }
+        assert!(e.is_down(), "#{i}");
     }
     inflight_until(proxy.admin(), 0).await;
 }
@@ -312,7 +343,12 @@ async fn dead_app_gets_503_connection_refused_quickly() {
 async fn restarted_app_on_the_same_port_is_served_again() {
     let mut app = NodeApp::start(0).await;
     let port = app.addr.port();
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    // Probes: the first (seen up), then an hour away while up and every
+    // 250 ms while down; the default hold (2 s) lets a request wait for a
+    // restart.
+    let proxy = Proxy::with_endpoints(&[app.addr], "health:\n  mode: tcp\n  interval: 1h\n").await;
+    let e = endpoint(&proxy);
+    eventually(5, "the first probe sees the app up", || e.is_up()).await;
     for _ in 0..2 {
         let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
             .await
@@ -335,7 +371,8 @@ async fn restarted_app_on_the_same_port_is_served_again() {
     );
     assert_eq!(again.received("POST", "/work"), 1);
 
-    // Down again: refused; up again: served.
+    // Down again: refused (the request's own connect: no probe ran since),
+    // after holding for the app to come back; up again: served.
     again.kill9();
     again.wait_exit().await;
     let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
@@ -346,6 +383,9 @@ async fn restarted_app_on_the_same_port_is_served_again() {
         r.header("proxy-status"),
         Some("lifeguard; error=connection_refused")
     );
+    assert!(e.is_down());
+    // Restarted while lifeguard knows the endpoint is down: the request is
+    // served once probes see the app up (waiting in the hold if need be).
     let third = NodeApp::start(port).await;
     let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
         .await
