@@ -14,9 +14,13 @@
 //! A drain started by a signal ends the process; one started over the admin
 //! port leaves it up (drained) until the signal comes, because a native
 //! sidecar that exited on its own could be restarted by the kubelet.
+//!
+//! Long-lived tasks besides the listeners: health probers, idle-connection
+//! eviction, the config/certificate poller (`config::reload`), the
+//! maintenance flag-file watcher, and SIGHUP (reload) when run as a process.
 
-use crate::config::Config;
-use crate::server::{admin, listener};
+use crate::config::{reload, Config};
+use crate::server::{admin, listener, tls};
 use crate::shutdown::{DrainOutcome, Phase};
 use crate::state::Shared;
 use anyhow::Context;
@@ -24,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// A started proxy.
 #[derive(Debug)]
@@ -45,18 +49,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for w in config.warnings() {
         tracing::warn!(warning = %w, "config warning");
     }
-    let max_connections = config.client.max_connections;
     let shared = Arc::new(Shared::new(config));
-    let connections = Arc::new(Semaphore::new(max_connections));
+    let connections = shared.connection_slots.clone();
+    let tls = match &shared.tls {
+        Some(resolver) => Some(tls::acceptor(resolver.clone()).context("setting up TLS")?),
+        None => None,
+    };
+    let https = tls.is_some();
 
-    tokio::spawn(listener::accept_loop(proxy, shared.clone(), connections));
+    tokio::spawn(listener::accept_loop(
+        proxy,
+        shared.clone(),
+        connections,
+        tls,
+    ));
     tokio::spawn(admin::serve(admin, shared.clone()));
     tokio::spawn(evict_idle_app_connections(shared.clone()));
     tokio::spawn(drive_drain(shared.clone()));
+    tokio::spawn(reload::watch(shared.clone()));
+    tokio::spawn(crate::maintenance::watch_flag_file(shared.clone()));
     spawn_probers(&shared);
 
     shared.phase.send_replace(Phase::Running);
-    tracing::info!(listen = %proxy_addr, admin = %admin_addr, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
+    tracing::info!(listen = %proxy_addr, admin = %admin_addr, tls = https, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
     Ok(Running {
         proxy_addr,
         admin_addr,
@@ -174,7 +189,10 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    // Installed before anything else: SIGHUP's default action ends the process.
+    let hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let running = start(config).await?;
+    tokio::spawn(reload::on_sighup(running.shared.clone(), hup));
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

@@ -7,6 +7,7 @@ pub mod drain_cmd;
 pub mod error;
 pub mod inflight;
 pub mod logging;
+pub mod maintenance;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -1,7 +1,14 @@
 //! Log output: text or JSON, one access-log event per request (target
-//! `access`), level filter adjustable at run time (for config reload).
+//! `access`), level filter adjustable at run time (for config reload: the
+//! handle of the installed subscriber is kept here, set once).
+//!
+//! Lines are written to stdout by a dedicated thread: a slow reader of the
+//! container's stdout (log rotation, a busy node) must not stall request
+//! handling. The queue is not lossy: if it fills, writers wait rather than
+//! drop access-log lines.
 
 use crate::config::{LogConfig, LogFormat};
+use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -9,9 +16,31 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 /// Changes the log filter of the running process.
 pub type LevelHandle = reload::Handle<EnvFilter, Registry>;
 
+/// The level handle of the installed subscriber, if this process installed one.
+static LEVEL: OnceLock<LevelHandle> = OnceLock::new();
+
+/// Applies a new `log.level` filter. Returns `false` when no subscriber of
+/// ours is installed or the filter does not parse (validation caught that).
+pub fn set_level(filter: &str) -> bool {
+    let (Some(handle), Ok(filter)) = (LEVEL.get(), EnvFilter::try_new(filter)) else {
+        return false;
+    };
+    handle.reload(filter).is_ok()
+}
+
+/// Keeps the log writer thread alive; dropping it flushes what is queued.
+pub struct LogGuard {
+    pub level: LevelHandle,
+    _flush: tracing_appender::non_blocking::WorkerGuard,
+}
+
 /// Installs the global subscriber. Returns `None` if one is already installed
 /// (several in-process test servers share one).
-pub fn init(cfg: &LogConfig) -> Option<LevelHandle> {
+pub fn init(cfg: &LogConfig) -> Option<LogGuard> {
+    let (out, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("lifeguard-log")
+        .finish(std::io::stdout());
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -22,7 +51,7 @@ pub fn init(cfg: &LogConfig) -> Option<LevelHandle> {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(std::io::stdout),
+                    .with_writer(out),
             )
             .try_init(),
         LogFormat::Text => tracing_subscriber::registry()
@@ -30,9 +59,15 @@ pub fn init(cfg: &LogConfig) -> Option<LevelHandle> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(ansi)
-                    .with_writer(std::io::stdout),
+                    .with_writer(out),
             )
             .try_init(),
     };
-    result.ok().map(|_| handle)
+    result.ok().map(|_| {
+        let _ = LEVEL.set(handle.clone());
+        LogGuard {
+            level: handle,
+            _flush: flush,
+        }
+    })
 }

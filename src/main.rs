@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             .block_on(lifeguard::drain_cmd::run(&config, !no_wait))
             .map(|drained| i32::from(!drained)),
         None => {
-            lifeguard::logging::init(&config.log);
+            let _log = lifeguard::logging::init(&config.log);
             runtime.block_on(lifeguard::app::run(config))
         }
     };

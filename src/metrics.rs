@@ -72,6 +72,11 @@ pub struct Metrics {
     reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub tunnels_open: IntGauge,
+    tls_cert_reloads: IntCounterVec,
+    /// 1 if the last reload attempt left the file in force (applied or
+    /// unchanged), 0 if it was rejected or unreadable.
+    pub last_reload_successful: IntGauge,
+    config_info: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -197,10 +202,20 @@ impl Metrics {
             reloads: counter_vec(&r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
             last_reload_success,
             tunnels_open: gauge(&r, "tunnels_open", "Upgraded connections (WebSocket) open."),
+            last_reload_successful: gauge(&r, "config_last_reload_successful", "1 if the last config reload attempt succeeded (or found nothing new), 0 if the file was rejected or unreadable."),
+            config_info: {
+                let g = IntGaugeVec::new(Opts::new("config_info", "The config in force; always 1, labelled with its SHA-256."), &["sha256"]).expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            tls_cert_reloads: counter_vec(&r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
             registry: r,
         };
         for result in ["success", "invalid", "unchanged", "error"] {
             m.reloads.with_label_values(&[result]);
+        }
+        for result in ["success", "invalid"] {
+            m.tls_cert_reloads.with_label_values(&[result]);
         }
         m
     }
@@ -257,8 +272,23 @@ impl Metrics {
         self.synthesized[reason as usize].inc();
     }
 
+    /// Counts a config reload attempt (`success`, `invalid`, `unchanged`, `error`).
     pub fn reload(&self, result: &str) {
         self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Labels `config_info` with the SHA-256 of the config now in force.
+    pub fn config_in_force(&self, sha256: &str, previous: Option<&str>) {
+        if let Some(old) = previous.filter(|old| *old != sha256) {
+            let _ = self.config_info.remove_label_values(&[old]);
+        }
+        self.config_info.with_label_values(&[sha256]).set(1);
+    }
+
+    /// Counts a TLS certificate change (`success` or `invalid`).
+    pub fn tls_cert_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "invalid" };
+        self.tls_cert_reloads.with_label_values(&[result]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

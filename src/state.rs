@@ -1,17 +1,21 @@
 //! Shared state: the one config snapshot (swapped whole on reload) and the
 //! state that outlives snapshots (in-flight registry, phase, metrics, health
-//! wake-ups, retry budget, id generator).
+//! wake-ups, retry budget, id generator, maintenance switches, reload record,
+//! served TLS certificate, connection slots).
 
+use crate::config::reload::ReloadState;
 use crate::config::Config;
 use crate::inflight::Registry;
+use crate::maintenance::{self, Maintenance};
 use crate::metrics::Metrics;
 use crate::proxy::{RequestIds, RetryBudget};
+use crate::server::tls::CertResolver;
 use crate::shutdown::Phase;
 use crate::upstream::{Endpoint, PoolSettings, Signals};
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 /// Everything a request reads from configuration, loaded once per request.
 #[derive(Debug)]
@@ -74,6 +78,16 @@ pub struct Shared {
     pub drained_waiters: AtomicUsize,
     /// Set once when the drain ends.
     pub drain_outcome: std::sync::OnceLock<crate::shutdown::DrainOutcome>,
+    /// Maintenance switches (config, flag file, admin); the request path
+    /// reads one atomic.
+    pub maintenance: Maintenance,
+    /// Reloads: one at a time, the last outcome, fields awaiting a restart.
+    pub reload: ReloadState,
+    /// The certificate served on the main listener (TLS on/off needs a
+    /// restart, so this is fixed at startup; the key inside is swapped).
+    pub tls: Option<Arc<CertResolver>>,
+    /// Client connection slots (`client.max_connections`, resized on reload).
+    pub connection_slots: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -82,7 +96,24 @@ impl Shared {
         let metrics = Metrics::new();
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
+        metrics.last_reload_successful.set(1);
+        metrics.config_in_force(&config.source_hash, None);
+        let maintenance = Maintenance::default();
+        maintenance.set(
+            maintenance::Source::Config,
+            config.maintenance.enabled,
+            &metrics,
+        );
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| Arc::new(CertResolver::new(t.key.clone(), t.files_sha256.clone())));
+        let connection_slots = Arc::new(Semaphore::new(config.client.max_connections));
         Shared {
+            maintenance,
+            reload: ReloadState::default(),
+            tls,
+            connection_slots,
             snapshot: ArcSwap::from_pointee(Snapshot::build(config, None, 1, &signals, &metrics)),
             signals,
             metrics,
@@ -118,11 +149,18 @@ impl Shared {
     }
 
     /// Ready for traffic: serving, and (unless `health.ready_requires_app` is
-    /// off) at least one app endpoint is up.
+    /// off) at least one app endpoint is up. During maintenance the pod serves
+    /// its maintenance page whatever the app's state, so it is ready unless
+    /// `maintenance.ready` is off.
     pub fn is_ready(&self) -> bool {
         let snap = self.snapshot.load();
-        self.phase() == Phase::Running
-            && (!snap.config.health.ready_requires_app || snap.endpoints.iter().any(|e| e.is_up()))
+        if self.phase() != Phase::Running {
+            return false;
+        }
+        if self.maintenance.is_on() {
+            return snap.config.maintenance.ready;
+        }
+        !snap.config.health.ready_requires_app || snap.endpoints.iter().any(|e| e.is_up())
     }
 }
 

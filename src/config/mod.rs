@@ -1,14 +1,20 @@
 //! Configuration: `raw` mirrors the YAML, `validate` turns it into the typed
-//! `Config` below (or every problem, each naming its field).
+//! `Config` below (or every problem, each naming its field), `maintenance`
+//! validates the maintenance section, and `reload` swaps in a new config
+//! while running.
 
+mod maintenance;
 mod raw;
+pub mod reload;
 mod units;
 mod validate;
 
 pub use units::{parse_duration, parse_size};
 
+use bytes::Bytes;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A validated configuration. Immutable: a reload builds a new one.
@@ -23,8 +29,61 @@ pub struct Config {
     pub retry: RetryConfig,
     pub drain: DrainConfig,
     pub log: LogConfig,
+    pub reload: ReloadConfig,
+    pub maintenance: MaintenanceConfig,
+    /// TLS on the main listener; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// SHA-256 of the YAML text, hex (compare with `sha256sum config.yaml`).
     pub source_hash: String,
+    /// The file this config was read from (`None` for in-process YAML): what
+    /// the reloader re-reads.
+    pub source_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadConfig {
+    /// How often the config file (and TLS files) are re-read and hashed;
+    /// zero disables polling (SIGHUP and `/admin/reload` still work).
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    /// Maintenance on from the config itself.
+    pub enabled: bool,
+    /// Maintenance is on while this file exists (checked every second).
+    pub flag_file: Option<PathBuf>,
+    /// `Retry-After` on maintenance responses.
+    pub retry_after: Duration,
+    /// The HTML page, read and rendered once when the config loads.
+    pub page: Bytes,
+    /// Where `page` came from (`None`: the built-in page).
+    pub page_file: Option<PathBuf>,
+    /// Path prefixes (whole segments) that still reach the app.
+    pub allow_paths: Vec<String>,
+    /// Client peer addresses that still reach the app.
+    pub bypass_cidrs: Vec<ipnet::IpNet>,
+    /// A header carrying a secret token that still reaches the app.
+    pub bypass: Option<MaintenanceBypass>,
+    /// `/readyz` stays 200 during maintenance (the pod serves its page).
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceBypass {
+    pub header: http::HeaderName,
+    /// Read from `maintenance.bypass_token_file` when the config loads.
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The chain and key as loaded (and checked to match) at config load.
+    pub key: Arc<rustls::sign::CertifiedKey>,
+    /// SHA-256 over both files, to notice when they are rotated in place.
+    pub files_sha256: String,
 }
 
 #[derive(Debug, Clone)]
@@ -224,13 +283,16 @@ impl Config {
         })
     }
 
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, remembering its path for
+    /// reloads.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_yaml(&text, &path.display().to_string())
+        let mut config = Config::from_yaml(&text, &path.display().to_string())?;
+        config.source_path = Some(path.to_owned());
+        Ok(config)
     }
 }
 

@@ -25,6 +25,39 @@ pub struct RawConfig {
     pub drain: RawDrain,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
+    pub maintenance: RawMaintenance,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    pub poll_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub enabled: Option<bool>,
+    pub flag_file: Option<String>,
+    pub retry_after: Option<String>,
+    pub page: Option<String>,
+    pub allow_paths: Option<Vec<String>>,
+    pub bypass_cidrs: Option<Vec<String>>,
+    pub bypass_header: Option<String>,
+    pub bypass_token_file: Option<String>,
+    pub ready: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

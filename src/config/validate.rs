@@ -6,17 +6,19 @@ use super::raw::RawConfig;
 use super::units::{parse_duration, parse_size};
 use super::{
     AdminConfig, AppConfig, ClientConfig, Config, DrainConfig, HealthConfig, HealthMode, LogConfig,
-    LogFormat, RetryConfig, UnavailableConfig,
+    LogFormat, ReloadConfig, RetryConfig, TlsConfig, UnavailableConfig,
 };
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Collects field-named problems while a config is being validated.
 #[derive(Default)]
-struct Problems(Vec<String>);
+pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn push(&mut self, field: &str, msg: impl std::fmt::Display) {
+    pub(super) fn push(&mut self, field: &str, msg: impl std::fmt::Display) {
         self.0.push(format!("{field}: {msg}"));
     }
 
@@ -32,7 +34,7 @@ impl Problems {
     }
 
     /// A duration within `[min, max]`.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         field: &str,
         value: Option<&str>,
@@ -96,7 +98,7 @@ fn placeholder_addr() -> SocketAddr {
 
 const MS: Duration = Duration::from_millis(1);
 const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(86400);
+pub(super) const DAY: Duration = Duration::from_secs(86400);
 
 /// Validates everything; `Err` holds every problem found, each naming its field.
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
@@ -183,7 +185,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             MS,
             HOUR,
         ),
-        pool_max_idle_per_endpoint: a.pool_max_idle_per_endpoint.unwrap_or(128) as usize,
+        pool_max_idle_per_endpoint: a.pool_max_idle_per_endpoint.unwrap_or(1024) as usize,
         max_in_flight: a.max_in_flight.unwrap_or(0) as usize,
         queue_timeout: p.duration(
             "app.queue_timeout",
@@ -397,6 +399,21 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         p.push("log.level", format!("invalid filter \"{level}\": {e}"));
     }
 
+    let reload = ReloadConfig {
+        poll_interval: p.duration(
+            "reload.poll_interval",
+            raw.reload.poll_interval.as_deref(),
+            Duration::from_secs(2),
+            Duration::ZERO,
+            HOUR,
+        ),
+    };
+    if !reload.poll_interval.is_zero() && reload.poll_interval < Duration::from_millis(100) {
+        p.push("reload.poll_interval", "must be 0s (off) or at least 100ms");
+    }
+    let maintenance = super::maintenance::validate(&raw.maintenance, &mut p);
+    let tls = tls(&raw.tls, &mut p);
+
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -413,6 +430,41 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         retry,
         drain,
         log: LogConfig { format, level },
+        reload,
+        maintenance,
+        tls,
         source_hash: String::new(),
+        source_path: None,
     })
+}
+
+/// Both TLS files or neither; the pair is loaded now, so a bad certificate is
+/// a config error (at startup, in `lifeguard check`, and on reload).
+fn tls(raw: &super::raw::RawTls, p: &mut Problems) -> Option<TlsConfig> {
+    let cert = raw.cert_file.as_deref().filter(|s| !s.is_empty());
+    let key = raw.key_file.as_deref().filter(|s| !s.is_empty());
+    let (cert_file, key_file) = match (cert, key) {
+        (None, None) => return None,
+        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
+        (Some(_), None) => {
+            p.push("tls.key_file", "required when tls.cert_file is set");
+            return None;
+        }
+        (None, Some(_)) => {
+            p.push("tls.cert_file", "required when tls.key_file is set");
+            return None;
+        }
+    };
+    match crate::server::tls::load(&cert_file, &key_file) {
+        Ok(loaded) => Some(TlsConfig {
+            cert_file,
+            key_file,
+            key: Arc::new(loaded.key),
+            files_sha256: loaded.files_sha256,
+        }),
+        Err(e) => {
+            p.push(e.field(), e);
+            None
+        }
+    }
 }

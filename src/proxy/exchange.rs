@@ -41,6 +41,8 @@ pub struct Exchange {
     pub error: Option<ProxyError>,
     pub bytes_out: u64,
     pub retries: u32,
+    /// Answered with the maintenance page (logged as `error=maintenance`).
+    pub maintenance: bool,
 }
 
 impl Exchange {
@@ -58,6 +60,7 @@ impl Exchange {
             error: None,
             bytes_out: 0,
             retries: 0,
+            maintenance: false,
         }
     }
 
@@ -144,7 +147,7 @@ impl Drop for Exchange {
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             endpoint = endpoint.as_deref().map_or("-", |s| s.as_str()),
             request_id = %String::from_utf8_lossy(e.request_id.as_bytes()),
-            error = self.error.map_or("-", ProxyError::kind),
+            error = if self.maintenance { "maintenance" } else { self.error.map_or("-", ProxyError::kind) },
             outcome,
             bytes_in = e.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
             bytes_out = self.bytes_out,

@@ -73,9 +73,12 @@ fn hex(out: &mut [u8], v: u64) {
     }
 }
 
-/// Rejects requests whose framing is ambiguous or unsupported. Both
-/// `Content-Length` and `Transfer-Encoding` is the classic smuggling vector
-/// (RFC 9112 §6.1): never forwarded, answered 400 with the connection closed.
+/// Rejects requests whose framing is ambiguous or unsupported. For HTTP/1.1,
+/// hyper's parser already normalises the classic smuggling shapes (both
+/// `Content-Length` and `Transfer-Encoding`: the length is dropped and the
+/// connection closed after the response, RFC 9112 §6.1; identical repeated
+/// lengths collapse; differing ones are a 400). These checks hold the same
+/// line for HTTP/2 and any parser change.
 pub fn check_request(parts: &request::Parts) -> Result<(), ProxyError> {
     let h = &parts.headers;
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
@@ -180,9 +183,11 @@ pub fn prepare_upstream(
     }
 
     // HTTP/2 clients and absolute-form targets carry the host in the URI.
+    // RFC 9112 §3.2.2: with an absolute-form target the authority wins over
+    // any Host header the client sent.
     let host = match (parts.uri.authority(), h.get(header::HOST)) {
-        (_, Some(host)) => Some(host.clone()),
-        (Some(auth), None) => HeaderValue::from_str(auth.as_str()).ok(),
+        (Some(auth), _) => HeaderValue::from_str(auth.as_str()).ok(),
+        (None, Some(host)) => Some(host.clone()),
         (None, None) => None,
     };
     if let Some(host) = host {

@@ -1,8 +1,9 @@
 //! The request path: one plain sequence per request behind hyper's
 //! `service_fn`, which never fails — every failure becomes a response here.
 //!
-//! `handle` → check the request → prepare head and body → reserve an endpoint
-//! (least outstanding; hold while none is up; queue while all are full) →
+//! `handle` → maintenance (the page, unless bypassed) → check the request →
+//! prepare head and body → reserve an endpoint (least outstanding; hold
+//! while none is up; queue while all are full) →
 //! send → classify any failure (error.rs) → retry where safe (retry.rs), or
 //! answer for the app (respond.rs).
 
@@ -19,6 +20,7 @@ pub use retry::RetryBudget;
 
 use crate::error::{classify_exchange, ProxyError};
 use crate::inflight::Entry;
+use crate::maintenance;
 use crate::metrics::SynthReason;
 use crate::server::ConnState;
 use crate::state::{Shared, Snapshot};
@@ -64,6 +66,21 @@ pub async fn handle(
         conn.peer,
     ));
     let mut exchange = Exchange::new(shared.clone(), ticket, conn.clone());
+    // One atomic load while maintenance is off; checked only as a request
+    // arrives, so requests already in flight finish normally.
+    if shared.maintenance.is_on() {
+        let m = &snap.config.maintenance;
+        if !maintenance::bypassed(m, conn.peer.ip(), req.uri().path(), req.headers()) {
+            shared.metrics.synthesized(SynthReason::Maintenance);
+            exchange.maintenance = true;
+            let mut resp = maintenance::response(m, facts.wants_json, &request_id);
+            exchange.status = resp.status().as_u16();
+            resp.headers_mut()
+                .insert(&headers::X_REQUEST_ID, request_id);
+            resp.body_mut().attach(exchange);
+            return Ok(resp);
+        }
+    }
     shared.retry_budget.record_request();
 
     let mut resp = match forward(&shared, &snap, &conn, req, &mut exchange).await {
@@ -119,9 +136,10 @@ async fn forward(
 
     let mut pending = Request::from_parts(parts, body);
     let mut avoid = IndexSet::default(); // failed after sending: prefer others
-    let mut exclude = IndexSet::default(); // connect failed (not refused): skip for this request
+    let mut exclude = IndexSet::default(); // connect failed twice (not refused): skip for this request
     let mut hold_until = Instant::now() + cfg.unavailable.hold;
     let mut sent_failure: Option<ProxyError> = None;
+    let mut connect_failures = 0u32;
     let mut last_err = ProxyError::AppUnavailable;
     for _ in 0..MAX_ATTEMPTS {
         let reserved = upstream::reserve(
@@ -150,8 +168,15 @@ async fn forward(
                 if err == ProxyError::AppRefused {
                     endpoint.passive_refused(); // down now; the hold waits for it
                 } else {
+                    // A timeout is often one dropped SYN (a full accept
+                    // queue): prefer another endpoint, but try this one
+                    // again once before giving up on it for this request.
                     endpoint.passive_suspect();
-                    exclude.insert(i);
+                    connect_failures += 1;
+                    avoid.insert(i);
+                    if connect_failures >= 2 {
+                        exclude.insert(i);
+                    }
                 }
                 last_err = err;
                 continue;

@@ -3,7 +3,8 @@
 //! from the node. Everything else under `/admin/` changes state or exposes
 //! request details, so it is allowed from loopback (a `kubectl exec`, another
 //! container's preStop `exec`, `lifeguard drain`) or with the bearer token
-//! read from `admin.token_file`.
+//! read from `admin.token_file`. That includes `/admin/reload` and
+//! `/admin/maintenance`.
 
 use super::status;
 use crate::shutdown::Phase;
@@ -20,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 /// Longest `/admin/drained?wait=` honoured.
@@ -36,15 +38,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| route(shared.clone(), peer, req));
-            let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
-        });
+        tokio::spawn(serve_connection(stream, peer, shared.clone()));
     }
+}
+
+/// Serves one admin connection from `peer` (whose address decides access to
+/// the protected endpoints).
+pub async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| route(shared.clone(), peer, req));
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let _ = b.serve_connection(TokioIo::new(io), svc).await;
 }
 
 async fn route(
@@ -83,11 +91,65 @@ async fn route(
             Err(denied) => denied.response(),
             Ok(()) => json(StatusCode::OK, &shared.inflight.snapshot()),
         },
+        "/admin/reload" if req.method() == Method::POST => match authorize(&shared, peer, &req) {
+            Err(denied) => denied.response(),
+            Ok(()) => reload(&shared).await,
+        },
+        "/admin/maintenance" if req.method() == Method::POST => {
+            match authorize(&shared, peer, &req) {
+                Err(denied) => denied.response(),
+                Ok(()) => maintenance(&shared, req.uri().query()),
+            }
+        }
         "/livez" | "/readyz" | "/metrics" | "/status" | "/admin/drained" | "/admin/drain"
-        | "/admin/inflight" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        | "/admin/inflight" | "/admin/reload" | "/admin/maintenance" => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(resp)
+}
+
+/// `POST /admin/reload`: reloads the config file now and answers with the
+/// outcome (200 applied or unchanged, 422 rejected, 500 unreadable).
+async fn reload(shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+    use crate::config::reload::{reload_now, ReloadResult, Trigger};
+    let outcome = reload_now(shared, Trigger::Admin).await;
+    let status = match outcome.result {
+        ReloadResult::Success | ReloadResult::Unchanged => StatusCode::OK,
+        ReloadResult::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadResult::Error => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    json(status, &outcome)
+}
+
+/// `POST /admin/maintenance?state=on|off`: sets the admin switch only; the
+/// answer says whether maintenance is still on, and by which switches.
+fn maintenance(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
+    use crate::maintenance::Source;
+    let state = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("state="));
+    let on = match state {
+        Some("on") => true,
+        Some("off") => false,
+        _ => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "state: expected ?state=on or ?state=off\n",
+            )
+        }
+    };
+    shared.maintenance.set(Source::Admin, on, &shared.metrics);
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "maintenance": shared.maintenance.is_on(),
+            "sources": shared.maintenance.sources(),
+            "admin": on,
+        }),
+    )
 }
 
 fn readyz(shared: &Shared) -> Response<Full<Bytes>> {
@@ -95,6 +157,7 @@ fn readyz(shared: &Shared) -> Response<Full<Bytes>> {
         return text(StatusCode::OK, "ready\n");
     }
     let why = match shared.phase() {
+        Phase::Running if shared.maintenance.is_on() => "maintenance (maintenance.ready is false)",
         Phase::Running => "no app endpoint is up",
         other => other.as_str(),
     };
@@ -152,8 +215,10 @@ fn authorize(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Resu
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.trim().split_once(' '))
+        // RFC 9110 §11.1: the scheme is case-insensitive.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
         _ => Err(Denied::Unauthorized),
@@ -199,7 +264,7 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 /// Compares without an early exit, so response timing does not reveal how
 /// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

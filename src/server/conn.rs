@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 const PREFACE: &[u8; PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -39,6 +39,13 @@ pub struct ConnState {
     /// When a request head started arriving on an idle connection, in ms since
     /// `epoch` plus one (0: none).
     head_started_ms: AtomicU64,
+    /// Wakes the watchdog when a deadline moves earlier than the one it
+    /// sleeps on (a request finished, or a head started on an idle connection).
+    changed: Notify,
+    /// When the watchdog will next wake, in ms since `epoch`.
+    wake_ms: AtomicU64,
+    idle_ms: u64,
+    header_ms: u64,
     h2: bool,
 }
 
@@ -49,7 +56,13 @@ enum Expiry {
 }
 
 impl ConnState {
-    fn new(peer: SocketAddr, proto: &'static str, h2: bool, head_started: bool) -> ConnState {
+    fn new(
+        peer: SocketAddr,
+        proto: &'static str,
+        h2: bool,
+        head_started: bool,
+        client: &ClientConfig,
+    ) -> ConnState {
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
         ConnState {
@@ -59,6 +72,10 @@ impl ConnState {
             active: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(if head_started && !h2 { 1 } else { 0 }),
+            changed: Notify::new(),
+            wake_ms: AtomicU64::new(u64::MAX),
+            idle_ms: client.idle_timeout.as_millis() as u64,
+            header_ms: client.header_timeout.as_millis() as u64,
             h2,
         }
     }
@@ -74,7 +91,9 @@ impl ConnState {
 
     pub fn request_finished(&self) {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle_since_ms.store(self.now_ms(), Ordering::Release);
+            let now = self.now_ms();
+            self.idle_since_ms.store(now, Ordering::SeqCst);
+            self.wake_if_earlier(now + self.idle_ms);
         }
     }
 
@@ -84,7 +103,18 @@ impl ConnState {
             && self.active.load(Ordering::Acquire) == 0
             && self.head_started_ms.load(Ordering::Acquire) == 0
         {
-            self.head_started_ms.store(self.now_ms(), Ordering::Release);
+            let now = self.now_ms();
+            self.head_started_ms.store(now, Ordering::SeqCst);
+            self.wake_if_earlier(now + self.header_ms);
+        }
+    }
+
+    /// A watchdog asleep past `deadline` would act late: wake it. Usually it
+    /// already wakes earlier (then it just re-reads the state), which keeps
+    /// task wake-ups off the per-request path.
+    fn wake_if_earlier(&self, deadline: u64) {
+        if deadline < self.wake_ms.load(Ordering::SeqCst) {
+            self.changed.notify_one();
         }
     }
 
@@ -94,12 +124,12 @@ impl ConnState {
             return Err(Instant::now() + idle);
         }
         let now = self.now_ms();
-        let head = self.head_started_ms.load(Ordering::Acquire);
+        let head = self.head_started_ms.load(Ordering::SeqCst);
         let (deadline, kind) = if head != 0 {
             (head + header.as_millis() as u64, Expiry::HeaderTimeout)
         } else {
             (
-                self.idle_since_ms.load(Ordering::Acquire) + idle.as_millis() as u64,
+                self.idle_since_ms.load(Ordering::SeqCst) + idle.as_millis() as u64,
                 Expiry::Idle,
             )
         };
@@ -116,7 +146,8 @@ pub async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let client = shared.snapshot.load().config.client.clone();
     let _ = stream.set_nodelay(true);
     let mut prefix = [0u8; PREFACE_LEN];
-    let Some(n) = sniff(&mut stream, &mut prefix, &client).await else {
+    let mut phase = shared.phase.subscribe();
+    let Some(n) = sniff(&mut stream, &mut prefix, &client, &mut phase).await else {
         return;
     };
     let h2 = n == PREFACE_LEN && prefix == *PREFACE;
@@ -124,13 +155,20 @@ pub async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
 }
 
 /// Reads just enough to tell the HTTP/2 preface from an HTTP/1 request line.
-/// `None`: the client closed or sent nothing in time.
+/// `None`: the client closed or sent nothing in time — or nothing before the
+/// process started closing: a connection with no request is idle, and like
+/// an idle keep-alive connection it must not hold up the drain.
 async fn sniff(
     stream: &mut TcpStream,
     buf: &mut [u8; PREFACE_LEN],
     client: &ClientConfig,
+    phase: &mut watch::Receiver<Phase>,
 ) -> Option<usize> {
-    let mut n = match tokio::time::timeout(client.idle_timeout, stream.read(buf)).await {
+    let first = tokio::select! {
+        r = tokio::time::timeout(client.idle_timeout, stream.read(buf)) => r,
+        _ = phase.wait_for(|p| *p >= Phase::Closing) => return None,
+    };
+    let mut n = match first {
         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
         Ok(Ok(n)) => n,
     };
@@ -157,7 +195,7 @@ pub async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = Arc::new(ConnState::new(peer, proto, h2, prefix_len > 0));
+    let state = Arc::new(ConnState::new(peer, proto, h2, prefix_len > 0, &client));
     let io = TokioIo::new(TrackedIo::new(io, state.clone(), prefix, prefix_len));
     let phase = shared.phase.subscribe();
     let svc_state = state.clone();
@@ -198,6 +236,11 @@ async fn drive<C>(
         closing = true;
     }
     loop {
+        // While awake, every state change notifies (the permit makes the next
+        // sleep return at once), so none is missed between reading the state
+        // and publishing the new wake time. SeqCst pairs these with the
+        // state writers' loads of `wake_ms`.
+        state.wake_ms.store(u64::MAX, Ordering::SeqCst);
         let wake = match state.expiry(client.idle_timeout, client.header_timeout) {
             Ok(Expiry::HeaderTimeout) => {
                 tracing::debug!(peer = %state.peer, "request head not received within client.header_timeout; closing");
@@ -211,6 +254,8 @@ async fn drive<C>(
             }
             Err(at) => at,
         };
+        let wake_ms = wake.saturating_duration_since(state.epoch).as_millis() as u64 + 1;
+        state.wake_ms.store(wake_ms, Ordering::SeqCst);
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -219,6 +264,7 @@ async fn drive<C>(
                 return;
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = state.changed.notified() => {}
             changed = phase.changed(), if !closing => {
                 if changed.is_err() || *phase.borrow_and_update() >= Phase::Closing {
                     shutdown(conn.as_mut());
@@ -236,7 +282,14 @@ mod tests {
     #[test]
     #[allow(clippy::disallowed_methods)] // a plain unit test, no runtime to stall
     fn idle_then_header_timeout() {
-        let s = ConnState::new("127.0.0.1:1".parse().unwrap(), "http", false, false);
+        let client = crate::config::Config::from_yaml("", "t").unwrap().client;
+        let s = ConnState::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "http",
+            false,
+            false,
+            &client,
+        );
         let idle = Duration::from_secs(60);
         let header = Duration::ZERO;
         assert!(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// Binds a TCP listener. The backlog matters for a sidecar behind a busy
 /// Service: the default of 128 overflows under connection bursts.
@@ -28,7 +29,13 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Accepts client connections until the phase reaches `Closing`. At most
 /// `limit` connections are open at once: past that, accepting pauses (the
 /// kernel backlog holds newcomers) instead of dropping anyone.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+/// With `tls`, every connection is a TLS connection.
+pub async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+) {
     let mut phase = shared.phase.subscribe();
     loop {
         let permit = tokio::select! {
@@ -40,10 +47,14 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let shared = shared.clone();
+                    let tls = tls.clone();
                     shared.metrics.connections_accepted.inc();
                     shared.metrics.connections_open.inc();
                     tokio::spawn(async move {
-                        conn::serve_tcp(stream, peer, shared.clone()).await;
+                        match tls {
+                            Some(tls) => super::tls::serve(stream, peer, shared.clone(), tls).await,
+                            None => conn::serve_tcp(stream, peer, shared.clone()).await,
+                        }
                         shared.metrics.connections_open.dec();
                         drop(permit);
                     });

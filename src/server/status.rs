@@ -1,5 +1,6 @@
 //! `GET /status`: everything lifeguard knows, as JSON, for operators.
 
+use crate::config::reload::ReloadStatus;
 use crate::inflight::CrashReport;
 use crate::shutdown::{DrainOutcome, Phase};
 use crate::state::Shared;
@@ -13,6 +14,8 @@ pub struct Status {
     pub phase: Phase,
     pub ready: bool,
     pub config: ConfigStatus,
+    pub maintenance: MaintenanceStatus,
+    pub tls: Option<TlsStatus>,
     pub endpoints: Vec<EndpointStatus>,
     pub in_flight: usize,
     pub client_connections: i64,
@@ -25,6 +28,28 @@ pub struct Status {
 pub struct ConfigStatus {
     pub generation: u64,
     pub sha256: String,
+    /// The file reloads read (`None`: not loaded from a file).
+    pub path: Option<String>,
+    /// Last reload attempt (result, trigger, time, errors), settings
+    /// awaiting a restart, last success time.
+    pub reload: ReloadStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MaintenanceStatus {
+    pub on: bool,
+    /// Which switches are on: `config`, `flag_file`, `admin`.
+    pub sources: Vec<&'static str>,
+    pub flag_file: Option<String>,
+    /// `/readyz` stays 200 during maintenance.
+    pub ready: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TlsStatus {
+    pub cert_file: String,
+    /// SHA-256 over the certificate and key files being served.
+    pub files_sha256: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,7 +114,32 @@ pub fn build(shared: &Shared) -> Status {
         config: ConfigStatus {
             generation: snap.generation,
             sha256: snap.config.source_hash.clone(),
+            path: snap
+                .config
+                .source_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            reload: shared.reload.status(),
         },
+        maintenance: MaintenanceStatus {
+            on: shared.maintenance.is_on(),
+            sources: shared.maintenance.sources(),
+            flag_file: snap
+                .config
+                .maintenance
+                .flag_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            ready: snap.config.maintenance.ready,
+        },
+        tls: shared
+            .tls
+            .as_ref()
+            .zip(snap.config.tls.as_ref())
+            .map(|(r, t)| TlsStatus {
+                cert_file: t.cert_file.display().to_string(),
+                files_sha256: r.files_sha256(),
+            }),
         endpoints,
         in_flight: shared.inflight.len(),
         client_connections: shared.metrics.connections_open.get(),

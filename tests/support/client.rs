@@ -19,7 +19,10 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -69,7 +72,8 @@ pub async fn read_response(s: &mut TcpStream, secs: u64, head_request: bool) -> 
                     if buf.is_empty() {
                         return RawOutcome::ClosedWithoutResponse;
                     }
-                    return try_parse(&buf, head_request, true).unwrap_or(RawOutcome::Garbage(buf.clone()));
+                    return try_parse(&buf, head_request, true)
+                        .unwrap_or(RawOutcome::Garbage(buf.clone()));
                 }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
@@ -102,7 +106,14 @@ fn try_parse(buf: &[u8], head_request: bool, eof: bool) -> Option<RawOutcome> {
         return try_parse(rest, head_request, eof);
     }
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let mk = |body: Vec<u8>, truncated: bool| RawOutcome::Response(RawResponse { status, headers: headers.clone(), body, truncated });
+    let mk = |body: Vec<u8>, truncated: bool| {
+        RawOutcome::Response(RawResponse {
+            status,
+            headers: headers.clone(),
+            body,
+            truncated,
+        })
+    };
     if head_request || status == 204 || status == 304 || status == 101 {
         return Some(mk(Vec::new(), false));
     }
@@ -114,12 +125,18 @@ fn try_parse(buf: &[u8], head_request: bool, eof: bool) -> Option<RawOutcome> {
                 return eof.then(|| mk(body, true));
             };
             let size_text = String::from_utf8_lossy(&rest[pos..pos + line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).ok()?;
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).ok()?;
             pos += line_end + 2;
             if size == 0 {
                 // Trailers (if any) end with an empty line.
                 return match rest[pos..].windows(2).position(|w| w == b"\r\n") {
-                    Some(_) if rest[pos..].starts_with(b"\r\n") || rest[pos..].windows(4).any(|w| w == b"\r\n\r\n") => Some(mk(body, false)),
+                    Some(_)
+                        if rest[pos..].starts_with(b"\r\n")
+                            || rest[pos..].windows(4).any(|w| w == b"\r\n\r\n") =>
+                    {
+                        Some(mk(body, false))
+                    }
                     _ => eof.then(|| mk(body, false)),
                 };
             }

@@ -4,9 +4,12 @@
 //! response" apart from any status. No fixed ports, no sleeps as sync.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
+pub mod configmap;
 pub mod node;
 pub mod process;
+pub mod tls;
 pub mod upstream;
 
 pub use client::{raw_exchange, RawOutcome, RawResponse};
@@ -34,16 +37,23 @@ impl Proxy {
             text.push_str("admin:\n  listen: \"127.0.0.1:0\"\n");
         }
         text.push_str(yaml);
-        let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
+        let config = Config::from_yaml(&text, "test")
+            .unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
         init_logging();
-        let running = lifeguard::app::start(config).await.expect("lifeguard starts");
+        let running = lifeguard::app::start(config)
+            .await
+            .expect("lifeguard starts");
         Proxy { running }
     }
 
     /// A config with one or more endpoints and otherwise defaults.
     pub async fn with_endpoints(endpoints: &[SocketAddr], extra: &str) -> Proxy {
         let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
-        Proxy::start(&format!("app:\n  endpoints: [{}]\n{extra}", list.join(", "))).await
+        Proxy::start(&format!(
+            "app:\n  endpoints: [{}]\n{extra}",
+            list.join(", ")
+        ))
+        .await
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -64,7 +74,11 @@ fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let level = std::env::var("LIFEGUARD_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        lifeguard::logging::init(&lifeguard::config::LogConfig { format: lifeguard::config::LogFormat::Text, level });
+        // Kept for the whole test process: dropping it would stop the log writer.
+        std::mem::forget(lifeguard::logging::init(&lifeguard::config::LogConfig {
+            format: lifeguard::config::LogFormat::Text,
+            level,
+        }));
     });
 }
 
@@ -72,7 +86,10 @@ fn init_logging() {
 pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

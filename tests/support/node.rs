@@ -1,1 +1,236 @@
-//! Node.js test apps (owned by the Express end-to-end tests).
+//! Node.js test apps (owned by the Express end-to-end tests): the npm install
+//! of `tests/express`, done by the tests themselves once per test process, and
+//! `NodeApp`, a `node <script>` child on port 0 whose stdout lines are kept.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// `tests/express`: package.json, the committed package-lock.json, the apps.
+pub fn express_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/express")
+}
+
+/// Installs the Express app's npm packages (`npm ci`) unless `node_modules`
+/// already matches the committed lock file. Runs at most once per test process;
+/// panics with npm's output if the install fails.
+pub fn ensure_express_installed() {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = INSTALLED.get_or_init(|| {
+        let dir = express_dir();
+        if installed_and_current(&dir) {
+            return Ok(());
+        }
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("cannot run npm (is Node.js installed?): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`npm ci` in {} failed ({}):\n{}\n{}",
+                dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if !installed_and_current(&dir) {
+            return Err(format!(
+                "`npm ci` in {} succeeded but node_modules/express is missing",
+                dir.display()
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// `node_modules/express` exists and npm's hidden lock file
+/// (`node_modules/.package-lock.json`, written by every install) is at least
+/// as new as `package-lock.json` and `package.json`.
+fn installed_and_current(dir: &Path) -> bool {
+    let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(installed) = mtime(dir.join("node_modules/.package-lock.json")) else {
+        return false;
+    };
+    dir.join("node_modules/express/package.json").is_file()
+        && [dir.join("package-lock.json"), dir.join("package.json")]
+            .into_iter()
+            .all(|p| mtime(p).is_some_and(|t| t <= installed))
+}
+
+/// A Node.js process running a script from `tests/express`. It must print
+/// `listening <port>` as its first stdout line. Dropping it kills the process.
+pub struct NodeApp {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stdout_closed: Arc<AtomicBool>,
+}
+
+impl NodeApp {
+    /// Starts `node <script>` in `tests/express` with `env` added (`PORT`
+    /// defaults to 0, `HOST` to 127.0.0.1) and waits for its port.
+    pub async fn start(script: &str, env: &[(&str, &str)]) -> NodeApp {
+        ensure_express_installed();
+        let mut cmd = Command::new("node");
+        cmd.arg(script)
+            .current_dir(express_dir())
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env_remove("NODE_OPTIONS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot spawn `node {script}` (is Node.js installed?): {e}")
+        });
+        let pid = child.id().expect("node is running");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout_closed = Arc::new(AtomicBool::new(false));
+        collect_lines(
+            child.stdout.take().expect("stdout piped"),
+            stdout.clone(),
+            Some(stdout_closed.clone()),
+        );
+        collect_lines(
+            child.stderr.take().expect("stderr piped"),
+            stderr.clone(),
+            None,
+        );
+
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let port = loop {
+            let first = stdout.lock().unwrap().first().cloned();
+            if let Some(line) = first {
+                match line
+                    .strip_prefix("listening ")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                {
+                    Some(port) => break port,
+                    None => panic!("`node {script}` printed {line:?} before `listening <port>`"),
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Let the pipes drain so the panic shows why.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                panic!(
+                    "`node {script}` exited with {status} before listening\nstdout: {:?}\nstderr:\n{}",
+                    stdout.lock().unwrap(),
+                    stderr.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`node {script}` did not print `listening <port>` within 15 s\nstderr:\n{}",
+                stderr.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        NodeApp {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            pid,
+            child,
+            stdout,
+            stderr,
+            stdout_closed,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGKILL`) with the `kill` command, keeping
+    /// the tests free of `unsafe`.
+    pub fn kill(&self, signal: i32) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid);
+    }
+
+    /// Waits up to `secs` for the process to exit.
+    pub async fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
+        tokio::time::timeout(Duration::from_secs(secs), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// stdout lines so far, `listening <port>` first.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// stderr lines so far (Node's crash trace goes there).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether stdout reached end of file: after the process (and, under
+    /// node:cluster, every worker) exited, no more lines will come.
+    pub fn stdout_closed(&self) -> bool {
+        self.stdout_closed.load(Ordering::SeqCst)
+    }
+
+    /// Lines that start with `prefix` followed by a space, without the prefix.
+    pub fn events(&self, prefix: &str) -> Vec<String> {
+        let p = format!("{prefix} ");
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix(&p).map(str::to_owned))
+            .collect()
+    }
+
+    /// How many times the app recorded order `id` (`delivered <id> <n>` lines).
+    pub fn deliveries(&self, id: &str) -> usize {
+        self.events("delivered")
+            .iter()
+            .filter(|rest| rest.split(' ').next() == Some(id))
+            .count()
+    }
+
+    /// Requests the app received carrying `X-Request-Id: id`.
+    pub fn received(&self, request_id: &str) -> usize {
+        self.events("request")
+            .iter()
+            .filter(|rest| rest.rsplit(' ').next() == Some(request_id))
+            .count()
+    }
+}
+
+fn collect_lines(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+    closed: Option<Arc<AtomicBool>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+        if let Some(closed) = closed {
+            closed.store(true, Ordering::SeqCst);
+        }
+    });
+}

@@ -50,7 +50,16 @@ impl ProxyProcess {
             .spawn()
             .expect("spawn lifeguard");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), child.stderr.take().map(|p| Box::new(p) as _)].into_iter().flatten() {
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stderr.take().map(|p| Box::new(p) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let logs = logs.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(pipe).lines();
@@ -66,7 +75,10 @@ impl ProxyProcess {
                 if v["message"] != "lifeguard started" {
                     return None;
                 }
-                Some((v["listen"].as_str()?.parse().ok()?, v["admin"].as_str()?.parse().ok()?))
+                Some((
+                    v["listen"].as_str()?.parse().ok()?,
+                    v["admin"].as_str()?.parse().ok()?,
+                ))
             });
             if let Some(x) = found {
                 break x;
@@ -74,10 +86,21 @@ impl ProxyProcess {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("lifeguard exited with {status}: {:?}", logs.lock().unwrap());
             }
-            assert!(Instant::now() < deadline, "lifeguard did not start: {:?}", logs.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "lifeguard did not start: {:?}",
+                logs.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        ProxyProcess { child, addr, admin, dir, config_path, logs }
+        ProxyProcess {
+            child,
+            addr,
+            admin,
+            dir,
+            config_path,
+            logs,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -87,13 +110,20 @@ impl ProxyProcess {
     pub fn signal(&self, sig: i32) {
         // SAFETY-free: libc::kill via the nix-less route is an FFI call; use the
         // `kill` command to stay within `forbid(unsafe_code)` in tests too.
-        let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
     /// Waits up to `secs` for the process to exit.
     pub async fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(Duration::from_secs(secs), self.child.wait()).await.ok().and_then(Result::ok)
+        tokio::time::timeout(Duration::from_secs(secs), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// All log lines so far (stdout and stderr).
@@ -103,6 +133,9 @@ impl ProxyProcess {
 
     /// Log lines parsed as JSON objects.
     pub fn json_logs(&self) -> Vec<serde_json::Value> {
-        self.logs().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }

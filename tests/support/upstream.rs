@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub fn full(data: impl Into<Bytes>) -> TestBody {
-    Full::new(data.into()).map_err(|never: Infallible| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 /// A port nothing listens on (bound, then released): connects are refused.
@@ -60,7 +62,9 @@ impl TestUpstream {
         let (h, t) = (hits.clone(), tasks.clone());
         tasks.lock().unwrap().spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let handler = handler.clone();
                 let h = h.clone();
                 let svc = service_fn(move |req| {
@@ -143,7 +147,9 @@ impl ScriptedUpstream {
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
-                let Ok((mut s, _)) = listener.accept().await else { return };
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
                 let script = script.clone();
                 let r = r.clone();
                 conns.spawn(async move {
@@ -155,7 +161,11 @@ impl ScriptedUpstream {
                 });
             }
         });
-        ScriptedUpstream { addr, requests, task }
+        ScriptedUpstream {
+            addr,
+            requests,
+            task,
+        }
     }
 
     pub fn requests(&self) -> usize {

@@ -1,0 +1,216 @@
+//! The binary's interface: `lifeguard check`, config errors in run mode (exit
+//! 64, every problem named by its field), `--version`, the repo's default
+//! config, and a clear failure when the listen address is taken.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const EX_USAGE: i32 = 64;
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_lifeguard")
+}
+
+/// Runs the binary with `args`, killing it if it is still running after
+/// `secs` (a run that should fail must not hang).
+fn run(args: &[&str], secs: u64) -> Output {
+    let child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lifeguard");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.expect("lifeguard output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let out = rx.recv().ok().and_then(Result::ok);
+            panic!(
+                "lifeguard {args:?} still running after {secs}s; stderr: {}",
+                out.map(|o| stderr(&o)).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A config file with `text` in a fresh temp dir (kept alive by the guard).
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn assert_no_panic(o: &Output) {
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "lifeguard panicked: {err}");
+    assert_ne!(o.status.code(), Some(101), "panic exit code: {err}");
+}
+
+const VALID: &str = "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\napp:\n  endpoints: [\"127.0.0.1:3000\", \"127.0.0.1:3001\"]\n  connect_timeout: 500ms\nclient:\n  max_body_size: 10MiB\nlog:\n  format: json\n";
+
+const SEVERAL_PROBLEMS: &str = "app:\n  endpoints: [\"127.0.0.1:1\", \"x:y\"]\n  connect_timeout: 5\nunavailable:\n  retry_after: 0s\nlog:\n  format: xml\n";
+
+/// The problems in `SEVERAL_PROBLEMS`, each as the start of one stderr line.
+const EXPECTED_PROBLEMS: &[&str] = &[
+    "app.endpoints[1]: invalid socket address \"x:y\" (expected IP:PORT)",
+    "app.connect_timeout: invalid duration \"5\"",
+    "unavailable.retry_after: 0s is below the minimum",
+    "log.format: unknown format \"xml\"",
+];
+
+fn assert_lists_every_problem(o: &Output) {
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().map(str::trim).collect();
+    for want in EXPECTED_PROBLEMS {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing problem line starting with {want:?} in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let (_dir, path) = config_file(VALID);
+    let o = run(&["check", "--config", p(&path)], 10);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(stdout(&o).contains("ok"), "stdout: {}", stdout(&o));
+    // An empty file is valid too: every key has a default.
+    let (_dir, empty) = config_file("");
+    let o = run(&["check", "--config", p(&empty)], 10);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn check_lists_every_problem_with_its_field() {
+    let (_dir, path) = config_file(SEVERAL_PROBLEMS);
+    let o = run(&["check", "--config", p(&path)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    assert_lists_every_problem(&o);
+    assert!(
+        stderr(&o).contains(p(&path)),
+        "stderr does not name the file: {}",
+        stderr(&o)
+    );
+    assert_no_panic(&o);
+}
+
+#[test]
+fn check_names_an_unknown_key() {
+    let (_dir, path) = config_file("app:\n  endpoint: [\"127.0.0.1:3000\"]\n");
+    let o = run(&["check", "--config", p(&path)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown field `endpoint`"),
+        "stderr: {}",
+        stderr(&o)
+    );
+    let (_dir, path) = config_file("listen: \"127.0.0.1:0\"\nlisten_port: 80\n");
+    let o = run(&["check", "--config", p(&path)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("listen_port"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn check_rejects_invalid_yaml_and_missing_file() {
+    let (_dir, path) = config_file("listen: \"127.0.0.1:80\napp:\n  endpoints: [\n");
+    let o = run(&["check", "--config", p(&path)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains(p(&path)), "stderr: {}", stderr(&o));
+    assert_no_panic(&o);
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let o = run(&["check", "--config", p(&missing)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains(p(&missing)), "stderr: {}", stderr(&o));
+    assert_no_panic(&o);
+}
+
+#[test]
+fn run_mode_with_a_bad_config_exits_64_with_the_same_messages() {
+    let (_dir, path) = config_file(SEVERAL_PROBLEMS);
+    let o = run(&["--config", p(&path)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    assert_lists_every_problem(&o);
+    assert_no_panic(&o);
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let o = run(&["--config", p(&missing)], 10);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn version() {
+    let o = run(&["--version"], 10);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("lifeguard {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(stdout(&o).trim(), "lifeguard 0.1.0");
+}
+
+#[test]
+fn the_repository_default_config_passes_check() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+    assert!(Path::new(path).exists(), "{path} is missing");
+    let o = run(&["check", "--config", path], 10);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+}
+
+/// Binding fails: a clear message naming the field, a non-zero exit, no
+/// panic, and no hang.
+fn assert_bind_failure(yaml: &str, field: &str, taken: std::net::SocketAddr) {
+    let (_dir, path) = config_file(yaml);
+    let o = run(&["--config", p(&path)], 10);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "exited 0 with {field} taken: {err}");
+    assert_no_panic(&o);
+    assert!(
+        err.lines()
+            .any(|l| l.contains(&format!("({field})")) && l.contains(&taken.to_string())),
+        "no line naming {field} and {taken}: {err}"
+    );
+}
+
+#[test]
+fn listen_address_in_use_fails_clearly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    assert_bind_failure(
+        &format!(
+            "listen: \"{addr}\"\nadmin:\n  listen: \"127.0.0.1:0\"\napp:\n  endpoints: [\"127.0.0.1:1\"]\n"
+        ),
+        "listen",
+        addr,
+    );
+    assert_bind_failure(
+        &format!(
+            "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"{addr}\"\napp:\n  endpoints: [\"127.0.0.1:1\"]\n"
+        ),
+        "admin.listen",
+        addr,
+    );
+}
