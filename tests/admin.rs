@@ -11,51 +11,14 @@
 
 mod support;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use serde_json::Value;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use support::upstream::full;
 use support::*;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if cond().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// `/slow/<ms>` answers after `<ms>`, anything else at once.
-async fn slow_app() -> TestUpstream {
-    TestUpstream::start(|req: Request<Incoming>| async move {
-        let path = req.uri().path().to_owned();
-        if let Some(ms) = path
-            .strip_prefix("/slow/")
-            .and_then(|m| m.parse::<u64>().ok())
-        {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        Response::new(full(format!("done {path}")))
-    })
-    .await
-}
 
 /// One request to `addr` with `method`, `path` and extra header lines.
 async fn call(addr: SocketAddr, method: &str, path: &str, headers: &str) -> RawResponse {
@@ -66,13 +29,6 @@ async fn call(addr: SocketAddr, method: &str, path: &str, headers: &str) -> RawR
         RawOutcome::Response(r) => r,
         other => panic!("{method} {path} on {addr}: {other:?}"),
     }
-}
-
-async fn wait_ready(admin: SocketAddr) {
-    until(Duration::from_secs(5), "/readyz 200", move || async move {
-        admin_get(admin, "/readyz").await.0 == 200
-    })
-    .await;
 }
 
 /// This machine's own non-loopback IPv4 address, if it has one. The UDP
@@ -123,7 +79,7 @@ fn json(r: &RawResponse) -> Value {
 
 #[tokio::test]
 async fn livez_readyz_and_unknown_paths() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let proxy = Proxy::with_endpoints(&[app.addr], "").await;
     let admin = proxy.admin();
     wait_ready(admin).await;
@@ -161,7 +117,7 @@ async fn livez_readyz_and_unknown_paths() {
     // No endpoint up: not ready, but live.
     let dead = Proxy::with_endpoints(&[closed_port()], "").await;
     let admin = dead.admin();
-    until(
+    eventually_async(
         Duration::from_secs(3),
         "the endpoint probed down",
         || async {
@@ -193,7 +149,7 @@ async fn livez_readyz_and_unknown_paths() {
 
 #[tokio::test]
 async fn admin_inflight_lists_each_request_in_flight() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let proxy = Proxy::with_endpoints(&[app.addr], "").await;
     let (addr, admin) = (proxy.addr(), proxy.admin());
     wait_ready(admin).await;
@@ -241,7 +197,7 @@ async fn admin_inflight_lists_each_request_in_flight() {
 
 #[tokio::test]
 async fn admin_drain_from_loopback_with_get_starts_the_drain_once() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let proxy = Proxy::with_endpoints(&[app.addr], "drain:\n  delay: 100ms\n  timeout: 3s\n").await;
     let admin = proxy.admin();
     wait_ready(admin).await;
@@ -278,7 +234,7 @@ async fn admin_drain_from_loopback_with_get_starts_the_drain_once() {
 
 #[tokio::test]
 async fn admin_drain_over_http_leaves_the_process_up_until_sigterm() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let mut p = ProxyProcess::start(&format!(
         "app:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 200ms\n  timeout: 5s\n",
         app.addr
@@ -289,7 +245,7 @@ async fn admin_drain_over_http_leaves_the_process_up_until_sigterm() {
     let slow = tokio::spawn(async move {
         raw_exchange(addr, b"GET /slow/700 HTTP/1.1\r\nHost: a\r\n\r\n", 10).await
     });
-    until(
+    eventually_async(
         Duration::from_secs(3),
         "request in flight",
         move || async move {
@@ -344,7 +300,7 @@ async fn admin_drain_over_http_leaves_the_process_up_until_sigterm() {
 
 #[tokio::test]
 async fn outside_loopback_without_a_token_protected_endpoints_are_forbidden() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let proxy = Proxy::start(&format!(
         "admin:\n  listen: \"0.0.0.0:0\"\napp:\n  endpoints: [\"{}\"]\n",
         app.addr
@@ -388,7 +344,7 @@ async fn outside_loopback_without_a_token_protected_endpoints_are_forbidden() {
 
 #[tokio::test]
 async fn outside_loopback_the_bearer_token_from_token_file_is_required() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-T0ken\n").unwrap();
@@ -449,7 +405,7 @@ async fn outside_loopback_the_bearer_token_from_token_file_is_required() {
 /// `bearer <token>` is the same credential as `Bearer <token>`.
 #[tokio::test]
 async fn bearer_scheme_is_case_insensitive() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-T0ken").unwrap();
@@ -473,7 +429,7 @@ async fn bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn dual_stack_admin_port_tells_mapped_loopback_from_outside() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     if std::net::TcpListener::bind("[::]:0").is_err() {
         eprintln!("SKIPPED dual_stack_admin_port: no IPv6 on this machine");
         return;

@@ -8,17 +8,17 @@
 
 mod support;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::client::read_response;
+use support::admin::{status_json, wait_inflight};
+use support::client::{read_response, WEBSOCKET_UPGRADE};
 use support::process::binary;
-use support::upstream::full;
+use support::upstream::{full, websocket_accepted};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,42 +27,6 @@ use tokio::net::TcpStream;
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Polls `cond` every 10 ms until it holds, failing after `limit`. Returns how
-/// long it took.
-async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if cond().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// An app that answers `/slow/<ms>` after `<ms>` milliseconds and anything
-/// else (including lifeguard's `/health` probes) at once, with `done <path>`.
-async fn slow_app() -> TestUpstream {
-    TestUpstream::start(|req: Request<Incoming>| async move {
-        let path = req.uri().path().to_owned();
-        if let Some(ms) = path
-            .strip_prefix("/slow/")
-            .and_then(|m| m.parse::<u64>().ok())
-        {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        Response::new(full(format!("done {path}")))
-    })
-    .await
-}
-
 /// A child-process lifeguard in front of `app`, ready (its first probe passed).
 async fn start_proxy(app: SocketAddr, extra: &str) -> ProxyProcess {
     let p = ProxyProcess::start(&format!("app:\n  endpoints: [\"{app}\"]\n{extra}")).await;
@@ -70,37 +34,8 @@ async fn start_proxy(app: SocketAddr, extra: &str) -> ProxyProcess {
     p
 }
 
-async fn wait_ready(admin: SocketAddr) {
-    until(Duration::from_secs(5), "/readyz 200", move || async move {
-        admin_get(admin, "/readyz").await.0 == 200
-    })
-    .await;
-}
-
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
-
-/// Requests lifeguard lists as in flight (`/admin/inflight`, from loopback).
-async fn inflight(admin: SocketAddr) -> Vec<Value> {
-    let (status, body) = admin_get(admin, "/admin/inflight").await;
-    assert_eq!(status, 200, "/admin/inflight: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/admin/inflight JSON: {e}: {body}"))
-}
-
-async fn wait_inflight(admin: SocketAddr, n: usize) {
-    until(
-        Duration::from_secs(5),
-        &format!("{n} request(s) in flight"),
-        move || async move { inflight(admin).await.len() == n },
-    )
-    .await;
-}
-
-async fn status_json(admin: SocketAddr) -> Value {
-    let (status, body) = admin_get(admin, "/status").await;
-    assert_eq!(status, 200, "/status: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status JSON: {e}: {body}"))
 }
 
 async fn phase(admin: SocketAddr) -> String {
@@ -157,7 +92,7 @@ fn connect_refused(r: &std::io::Result<TcpStream>) -> bool {
 
 #[tokio::test]
 async fn sigterm_serves_through_the_delay_then_closes_and_exits_when_idle() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let delay = Duration::from_millis(800);
     let mut p = start_proxy(app.addr, "drain:\n  delay: 800ms\n  timeout: 8s\n").await;
     let (addr, admin) = (p.addr, p.admin);
@@ -194,7 +129,7 @@ async fn sigterm_serves_through_the_delay_then_closes_and_exits_when_idle() {
     });
 
     // 1) Readiness off at once.
-    until(
+    eventually_async(
         delay / 2,
         "/readyz 503 right after SIGTERM",
         move || async move { admin_get(admin, "/readyz").await.0 == 503 },
@@ -233,7 +168,7 @@ async fn sigterm_serves_through_the_delay_then_closes_and_exits_when_idle() {
 
     // 3) After the delay: new connections refused (a connect-only probe, so
     //    a probe that races the close sends nothing that could go unanswered).
-    until(
+    eventually_async(
         delay + Duration::from_secs(2),
         "new connections refused",
         move || async move { connect_refused(&TcpStream::connect(addr).await) },
@@ -315,7 +250,7 @@ async fn sigterm_serves_through_the_delay_then_closes_and_exits_when_idle() {
 
 #[tokio::test]
 async fn request_outliving_drain_timeout_is_logged_and_the_process_exits_at_the_deadline() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     // A deadline counted from the end of the delay would fall at 2.1 s.
     let mut p = start_proxy(app.addr, "drain:\n  delay: 600ms\n  timeout: 1500ms\n").await;
     let addr = p.addr;
@@ -364,7 +299,7 @@ async fn request_outliving_drain_timeout_is_logged_and_the_process_exits_at_the_
 
 #[tokio::test]
 async fn second_signal_during_the_drain_exits_at_once_with_code_1() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let mut p = start_proxy(app.addr, "drain:\n  delay: 5s\n  timeout: 10s\n").await;
     let addr = p.addr;
     let inflight_req = tokio::spawn(async move {
@@ -375,7 +310,7 @@ async fn second_signal_during_the_drain_exits_at_once_with_code_1() {
 
     p.signal(libc::SIGINT);
     let admin = p.admin;
-    until(
+    eventually_async(
         Duration::from_secs(2),
         "drain started by SIGINT",
         move || async move { admin_get(admin, "/readyz").await.0 == 503 },
@@ -400,12 +335,12 @@ async fn second_signal_during_the_drain_exits_at_once_with_code_1() {
 
 #[tokio::test]
 async fn sigint_with_nothing_in_flight_exits_0_right_after_the_delay() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let mut p = start_proxy(app.addr, "drain:\n  delay: 400ms\n  timeout: 10s\n").await;
     let admin = p.admin;
     let t0 = Instant::now();
     p.signal(libc::SIGINT);
-    until(
+    eventually_async(
         Duration::from_millis(300),
         "phase draining",
         move || async move { phase(admin).await == "draining" },
@@ -430,7 +365,7 @@ async fn sigint_with_nothing_in_flight_exits_0_right_after_the_delay() {
 
 #[tokio::test]
 async fn drain_timeout_shorter_than_the_delay_ends_the_drain_at_the_timeout() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let mut p = start_proxy(app.addr, "drain:\n  delay: 3s\n  timeout: 800ms\n").await;
     let t0 = Instant::now();
     p.signal(libc::SIGTERM);
@@ -448,11 +383,11 @@ async fn drain_timeout_shorter_than_the_delay_ends_the_drain_at_the_timeout() {
 /// accepting, not hold the process until drain.timeout.
 #[tokio::test]
 async fn connection_that_never_sent_a_request_does_not_hold_the_drain() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let mut p = start_proxy(app.addr, "drain:\n  delay: 200ms\n  timeout: 4s\n").await;
     let mut silent = TcpStream::connect(p.addr).await.unwrap();
     let admin = p.admin;
-    until(
+    eventually_async(
         Duration::from_secs(3),
         "lifeguard accepted the silent connection",
         move || async move {
@@ -486,7 +421,7 @@ async fn connection_that_never_sent_a_request_does_not_hold_the_drain() {
 
 #[tokio::test]
 async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let port = free_port();
     let mut p = ProxyProcess::start(&format!(
         "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:{port}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 200ms\n  timeout: 5s\n",
@@ -553,7 +488,7 @@ async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
 
 #[tokio::test]
 async fn drain_command_no_wait_returns_at_once_and_fails_clearly_without_a_lifeguard() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let port = free_port();
     // A wildcard admin address is reached over loopback by `lifeguard drain`.
     let mut p = ProxyProcess::start(&format!(
@@ -611,7 +546,7 @@ async fn drain_command_no_wait_returns_at_once_and_fails_clearly_without_a_lifeg
 
 #[tokio::test]
 async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let mut p = start_proxy(app.addr, "drain:\n  delay: 300ms\n  timeout: 5s\n").await;
     let admin = p.admin;
 
@@ -645,7 +580,7 @@ async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
     assert_eq!(phase(admin).await, "running");
     let t0 = Instant::now();
     p.signal(libc::SIGTERM);
-    until(Duration::from_secs(1), "draining", move || async move {
+    eventually_async(Duration::from_secs(1), "draining", move || async move {
         phase(admin).await == "draining"
     })
     .await;
@@ -677,10 +612,6 @@ async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
 // ---------------------------------------------------------------------------
 // WebSocket and HTTP/2 at drain
 // ---------------------------------------------------------------------------
-
-const WS_UPGRADE: &[u8] =
-    b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// Reads from `s` into `buf` until it holds at least `n` bytes.
 async fn read_at_least(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize, what: &str) {
@@ -727,13 +658,7 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
                 }
                 let _ = io.shutdown().await;
             });
-            Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("upgrade", "websocket")
-                .header("connection", "Upgrade")
-                .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-                .body(full(""))
-                .unwrap()
+            websocket_accepted()
         }
     })
     .await;
@@ -741,7 +666,7 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
     let admin = p.admin;
 
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(WS_UPGRADE).await.unwrap();
+    s.write_all(WEBSOCKET_UPGRADE).await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = tokio::time::timeout(Duration::from_secs(5), async {
@@ -763,7 +688,7 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
     assert_eq!(data, [0x82, 0x0A, 1, 2, 3, 4, 5]);
 
     p.signal(libc::SIGTERM);
-    until(
+    eventually_async(
         Duration::from_secs(2),
         "phase closing",
         move || async move { phase(admin).await == "closing" },
@@ -788,7 +713,7 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
 
     // The app got a masked close 1001 too.
     let got = app_got.clone();
-    until(
+    eventually_async(
         Duration::from_secs(2),
         "the app receives a close frame",
         move || {
@@ -876,7 +801,7 @@ async fn h2_read_all(mut s: TcpStream) -> Vec<H2Frame> {
 
 #[tokio::test]
 async fn http2_connection_gets_goaway_and_its_stream_in_flight_completes() {
-    let app = slow_app().await;
+    let app = TestUpstream::slow().await;
     let delay = Duration::from_millis(200);
     let mut p = start_proxy(app.addr, "drain:\n  delay: 200ms\n  timeout: 5s\n").await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();

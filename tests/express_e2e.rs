@@ -334,18 +334,14 @@ async fn crash_log_names_the_endpoint_and_every_request_in_flight() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let logs = proxy.json_logs();
-    let crashes: Vec<_> = logs
-        .iter()
-        .filter(|l| l["event"] == "app_connection_lost")
-        .collect();
+    let crashes = proxy.events("app_connection_lost");
     assert_eq!(
         crashes.len(),
         1,
         "one app_connection_lost event per crash: {crashes:#?}\nall log lines:\n{}",
         proxy.logs().join("\n")
     );
-    let c = crashes[0];
+    let c = &crashes[0];
     assert_eq!(c["endpoint"], app.addr.to_string(), "{c:#}");
     assert_eq!(c["level"], "ERROR", "{c:#}");
     assert_eq!(c["in_flight"], 3, "{c:#}");

@@ -3,6 +3,7 @@
 //! client connection never closes without an HTTP response once lifeguard
 //! accepted a complete request.
 mod support;
+use support::admin::inflight;
 use support::upstream::{read_request, reset};
 use support::*;
 
@@ -101,10 +102,6 @@ fn destination_unavailable() -> String {
     "lifeguard; error=destination_unavailable".to_owned()
 }
 
-fn endpoint(proxy: &Proxy, i: usize) -> Arc<lifeguard::upstream::Endpoint> {
-    proxy.running.shared.snapshot.load().endpoints[i].clone()
-}
-
 /// A proxy for one endpoint whose app was up (its first probe, a TCP one,
 /// succeeded; the next is an hour away) and has died since: nothing listens
 /// on its port any more and lifeguard does not know it yet, so the next
@@ -117,7 +114,7 @@ async fn proxy_whose_app_just_died(unavailable: &str) -> Proxy {
         &format!("health:\n  mode: tcp\n  interval: 1h\nunavailable:\n{unavailable}"),
     )
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "the first probe sees the app up", || e.is_up()).await;
     drop(app); // the app dies: connects are refused from now on
     proxy
@@ -136,7 +133,7 @@ async fn refused_get_single_endpoint_is_503_connection_refused() {
     let r = send(proxy.addr(), &get("/refused")).await;
     assert_synthesized_html(&r, 503, &refused());
     assert!(started.elapsed() >= hold, "{:?}", started.elapsed());
-    assert!(endpoint(&proxy, 0).is_down());
+    assert!(proxy.endpoint(0).is_down());
     // Known down now: the next request is not even tried after the hold.
     let started = Instant::now();
     let r = send(proxy.addr(), &get("/refused")).await;
@@ -169,7 +166,7 @@ async fn refused_endpoint_is_skipped_for_get_and_post() {
             "health:\n  mode: tcp\n  interval: 1h\n",
         )
         .await;
-        let (dead, live) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+        let (dead, live) = (proxy.endpoint(0), proxy.endpoint(1));
         eventually(5, "both endpoints seen up", || dead.is_up() && live.is_up()).await;
         drop(gone);
         // Several, so the dead endpoint is picked whatever the tie-breaking
@@ -547,18 +544,11 @@ async fn serve_hanging(mut s: TcpStream, heads: Arc<AtomicUsize>, closed: Arc<At
     }
 }
 
-async fn inflight(proxy: &Proxy) -> Vec<serde_json::Value> {
-    let (status, body) = admin_get(proxy.admin(), "/admin/inflight").await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Vec<serde_json::Value>>(&body)
-        .unwrap_or_else(|e| panic!("/admin/inflight is not a JSON array ({e}): {body}"))
-}
-
 /// Polls `/admin/inflight` until it matches `cond`.
 async fn inflight_until(proxy: &Proxy, what: &str, cond: impl Fn(&[serde_json::Value]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let list = inflight(proxy).await;
+        let list = inflight(proxy.admin()).await;
         if cond(&list) {
             return;
         }
@@ -593,7 +583,10 @@ async fn client_gone_mid_request_cancels_upstream_and_clears_inflight() {
     })
     .await;
     inflight_until(&proxy, "/admin/inflight empty", |l| l.is_empty()).await;
-    assert_eq!(inflight(&proxy).await, Vec::<serde_json::Value>::new());
+    assert_eq!(
+        inflight(proxy.admin()).await,
+        Vec::<serde_json::Value>::new()
+    );
 
     // Still serving.
     let r = send(proxy.addr(), &get("/after")).await;
@@ -938,11 +931,7 @@ async fn crash_with_requests_in_flight_logs_one_event_naming_them_all() {
             == 3
     };
     eventually(5, "three access-log events", access_done).await;
-    let events: Vec<serde_json::Value> = proxy
-        .json_logs()
-        .into_iter()
-        .filter(|v| v["event"] == "app_connection_lost")
-        .collect();
+    let events = proxy.events("app_connection_lost");
     assert_eq!(events.len(), 1, "exactly one crash event: {events:#?}");
     let e = &events[0];
     let endpoint = app.addr.to_string();
@@ -1000,7 +989,7 @@ async fn get_reset_then_refused_retry_reports_the_sent_failure() {
         "health:\n  mode: tcp\n  interval: 1h\n",
     )
     .await;
-    let (resetting, refusing) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+    let (resetting, refusing) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both endpoints seen up", || {
         resetting.is_up() && refusing.is_up()
     })
@@ -1153,11 +1142,7 @@ async fn crash_events(proxy: &ProxyProcess, access_events: usize) -> Vec<serde_j
             >= access_events
     })
     .await;
-    proxy
-        .json_logs()
-        .into_iter()
-        .filter(|v| v["event"] == "app_connection_lost")
-        .collect()
+    proxy.events("app_connection_lost")
 }
 
 fn crash_paths(event: &serde_json::Value) -> Vec<String> {

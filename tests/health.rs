@@ -9,19 +9,19 @@
 //! synchronised on probe arrivals, not on sleeps.
 
 mod support;
+use support::net::{rebind, wait_refused};
 use support::upstream::{full, read_request, reset, TestBody};
 use support::*;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use lifeguard::upstream::health::{ProbeOutcome, State};
-use lifeguard::upstream::Endpoint;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 // ---------------------------------------------------------------- helpers
@@ -30,11 +30,6 @@ use tokio::sync::{mpsc, oneshot};
 async fn get(addr: SocketAddr, path: &str) -> RawResponse {
     let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     raw_exchange(addr, req.as_bytes(), 10).await.response()
-}
-
-/// The proxy's view of endpoint `i` (public library API).
-fn endpoint(proxy: &Proxy, i: usize) -> Arc<Endpoint> {
-    proxy.running.shared.snapshot.load().endpoints[i].clone()
 }
 
 async fn readyz(proxy: &Proxy) -> u16 {
@@ -52,32 +47,6 @@ fn assert_unavailable(r: &RawResponse, what: &str) {
     );
     assert_eq!(r.header("connection"), Some("close"), "{what}");
     assert!(r.header("retry-after").is_some(), "{what}");
-}
-
-/// Waits until nothing listens on `addr` any more (a dropped app's listener
-/// task is aborted asynchronously).
-async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpStream::connect(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "{addr} still accepts");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Binds `addr` again (retrying while the old listener is being torn down).
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => assert!(Instant::now() < deadline, "rebind {addr}: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// An app that answers `/health` with `status` (and counts probes), and
@@ -226,7 +195,7 @@ async fn rise_and_fall_thresholds_seen_by_requests() {
     let proxy = Proxy::with_endpoints(&[app.addr], GATED).await;
 
     let p = gate.next().await;
-    assert_eq!(endpoint(&proxy, 0).state(), State::Unknown);
+    assert_eq!(proxy.endpoint(0).state(), State::Unknown);
     assert_routing(&proxy, &requests, true, "not probed yet: routable").await;
 
     let p = gate.answer(p, 204).await;
@@ -316,7 +285,7 @@ async fn readyz_with_dead_app_depends_on_ready_requires_app() {
     .await;
     let strict = Proxy::with_endpoints(&[dead], "health:\n  interval: 1h\n").await;
     for p in [&lenient, &strict] {
-        let e = endpoint(p, 0);
+        let e = p.endpoint(0);
         eventually(5, "the first probe (refused) takes it down", || e.is_down()).await;
     }
     assert_eq!(readyz(&lenient).await, 200, "ready_requires_app: false");
@@ -343,7 +312,7 @@ unavailable:
 ",
     )
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
 
     // Slow but within the timeout: stays up over many probes.
@@ -395,7 +364,7 @@ unavailable:
 ",
     )
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
     assert_eq!(get(proxy.addr(), "/x").await.status, 200);
 
@@ -434,7 +403,7 @@ async fn refused_probe_takes_the_endpoint_down_at_once() {
         "health:\n  interval: 100ms\n  unhealthy_threshold: 10\nunavailable:\n  hold: 0s\n",
     )
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
     drop(app);
     wait_refused(addr).await;
@@ -468,7 +437,7 @@ async fn health_path_is_configurable() {
     )
     .await;
     let default = Proxy::with_endpoints(&[app.addr], &format!("health:\n{cfg}")).await;
-    let (ec, ed) = (endpoint(&custom, 0), endpoint(&default, 0));
+    let (ec, ed) = (custom.endpoint(0), default.endpoint(0));
     eventually(5, "default /health answers 404: down", || ed.is_down()).await;
     eventually(5, "custom path answers 200: up", || ec.is_up()).await;
 }
@@ -489,7 +458,7 @@ async fn tcp_mode_keeps_an_app_without_health_route_up() {
     let tcp = Proxy::with_endpoints(&[app_tcp.addr], &format!("health:\n  mode: tcp\n{cfg}")).await;
     let http = Proxy::with_endpoints(&[app_http.addr], &format!("health:\n{cfg}")).await;
 
-    let (et, eh) = (endpoint(&tcp, 0), endpoint(&http, 0));
+    let (et, eh) = (tcp.endpoint(0), http.endpoint(0));
     eventually(5, "http mode: 404 probe takes it down", || eh.is_down()).await;
     eventually(5, "tcp mode: first probe decides", || {
         et.state() != State::Unknown
@@ -534,7 +503,7 @@ async fn refused_request_marks_the_endpoint_down_at_once() {
         "app:\n  endpoints: [\"{addr}\"]\n  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 0s\n"
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "first probe: up", || e.is_up()).await;
     assert_eq!(get(proxy.addr(), "/x").await.status, 200);
 
@@ -575,7 +544,7 @@ async fn hold_expires_with_503() {
         "health:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n",
     )
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "first probe refused: down", || e.is_down()).await;
     for method in ["GET", "POST"] {
         let started = Instant::now();
@@ -600,7 +569,7 @@ async fn hold_expires_with_503() {
         "app:\n  endpoints: [\"{addr}\"]\n  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n"
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
     drop(app);
     wait_refused(addr).await;
@@ -674,7 +643,7 @@ unavailable:
 async fn reset_before_response_triggers_an_immediate_probe() {
     let (addr, probes, _task) = crashy_app().await;
     let proxy = Proxy::with_endpoints(&[addr], CRASHY).await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "first probe: up", || e.is_up()).await;
     assert_eq!(probes.load(Ordering::SeqCst), 1);
 
@@ -696,7 +665,7 @@ async fn reset_before_response_triggers_an_immediate_probe() {
 async fn reset_mid_response_triggers_an_immediate_probe() {
     let (addr, probes, _task) = crashy_app().await;
     let proxy = Proxy::with_endpoints(&[addr], CRASHY).await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "first probe: up", || e.is_up()).await;
     assert_eq!(probes.load(Ordering::SeqCst), 1);
 

@@ -5,11 +5,12 @@
 //! and its timeouts, the app connection pool, and early app answers.
 
 mod support;
-use support::upstream::{full, TestBody};
+use support::client::WEBSOCKET_UPGRADE;
+use support::upstream::{full, websocket_accepted, TestBody};
 use support::*;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
@@ -663,24 +664,13 @@ async fn websocket_upgrade_passes_through_and_echoes_both_ways() {
                 }
                 let _ = io.shutdown().await;
             });
-            Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("upgrade", "websocket")
-                .header("connection", "Upgrade")
-                .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-                .body(full(""))
-                .unwrap()
+            websocket_accepted()
         }
     })
     .await;
     let proxy = Proxy::with_endpoints(&[app.addr], "").await;
     let mut s = connect(proxy.addr()).await;
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    s.write_all(WEBSOCKET_UPGRADE).await.unwrap();
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert_eq!(head.status, 101, "{head:?}");
     assert_eq!(head.header("upgrade"), Some("websocket"), "{head:?}");

@@ -2,6 +2,7 @@
 //! are in flight: killed with SIGKILL, or crashed by an uncaught exception in
 //! an async callback. Every client still gets an HTTP answer from lifeguard.
 mod support;
+use support::admin::wait_inflight;
 use support::*;
 
 use std::net::SocketAddr;
@@ -27,10 +28,6 @@ fn terminated_unknown() -> String {
 /// crash_app.js answers `GET /health` with 404 (an HTTP probe would take it
 /// down at once) and logs every request: a TCP probe only connects.
 const TCP_PROBES: &str = "health:\n  mode: tcp\n";
-
-fn endpoint(proxy: &Proxy) -> std::sync::Arc<lifeguard::upstream::Endpoint> {
-    proxy.running.shared.snapshot.load().endpoints[0].clone()
-}
 
 /// `node tests/apps/crash_app.js <port>`, with its stdout (one `REQ METHOD
 /// PATH` line per request received) and stderr kept.
@@ -160,29 +157,6 @@ fn assert_synthesized(what: &str, outcome: RawOutcome, proxy_status: &str) {
     assert!(!r.truncated, "{what}: {r:?}");
 }
 
-async fn inflight_len(admin: SocketAddr) -> usize {
-    let (status, body) = admin_get(admin, "/admin/inflight").await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Vec<serde_json::Value>>(&body)
-        .unwrap_or_else(|e| panic!("/admin/inflight is not a JSON array ({e}): {body}"))
-        .len()
-}
-
-async fn inflight_until(admin: SocketAddr, want: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let n = inflight_len(admin).await;
-        if n == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/admin/inflight: {n} requests, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_requests_in_flight_answers_every_client() {
     let mut app = NodeApp::start(0).await;
@@ -203,7 +177,7 @@ async fn sigkill_with_requests_in_flight_answers_every_client() {
         app.received("GET", "/slow") == 3 && app.received("POST", "/work") == 2
     })
     .await;
-    inflight_until(proxy.admin(), 5).await;
+    wait_inflight(proxy.admin(), 5).await;
 
     let killed_at = Instant::now();
     app.kill9();
@@ -226,7 +200,7 @@ async fn sigkill_with_requests_in_flight_answers_every_client() {
         killed_at.elapsed()
     );
     assert_eq!(app.received("POST", "/work"), 2, "each POST delivered once");
-    inflight_until(proxy.admin(), 0).await;
+    wait_inflight(proxy.admin(), 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,11 +248,7 @@ async fn uncaught_exception_with_requests_in_flight_answers_every_client() {
             == 4
     })
     .await;
-    let events: Vec<serde_json::Value> = proxy
-        .json_logs()
-        .into_iter()
-        .filter(|v| v["event"] == "app_connection_lost")
-        .collect();
+    let events = proxy.events("app_connection_lost");
     assert_eq!(events.len(), 1, "exactly one crash event: {events:#?}");
     let e = &events[0];
     assert_eq!(e["endpoint"], app.addr.to_string().as_str(), "{e}");
@@ -305,7 +275,7 @@ async fn dead_app_gets_503_connection_refused_quickly() {
         "health:\n  mode: tcp\n  interval: 1h\nunavailable:\n  hold: 0s\n",
     )
     .await;
-    let e = endpoint(&proxy);
+    let e = proxy.endpoint(0);
     eventually(5, "the first probe sees the app up", || e.is_up()).await;
     // Warm lifeguard's pool with a keep-alive connection to the app.
     for _ in 0..2 {
@@ -336,7 +306,7 @@ async fn dead_app_gets_503_connection_refused_quickly() {
         }
         assert!(e.is_down(), "#{i}");
     }
-    inflight_until(proxy.admin(), 0).await;
+    wait_inflight(proxy.admin(), 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +317,7 @@ async fn restarted_app_on_the_same_port_is_served_again() {
     // 250 ms while down; the default hold (2 s) lets a request wait for a
     // restart.
     let proxy = Proxy::with_endpoints(&[app.addr], "health:\n  mode: tcp\n  interval: 1h\n").await;
-    let e = endpoint(&proxy);
+    let e = proxy.endpoint(0);
     eventually(5, "the first probe sees the app up", || e.is_up()).await;
     for _ in 0..2 {
         let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)

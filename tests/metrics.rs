@@ -9,10 +9,10 @@ mod support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use support::admin::status_json;
 use support::upstream::{read_request, reset};
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -462,24 +462,6 @@ async fn serve_script(mut s: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
 // Helpers
 // ---------------------------------------------------------------------------
 
-async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if cond().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn scrape(admin: SocketAddr) -> Exposition {
     let (status, text) = admin_get(admin, "/metrics").await;
     assert_eq!(status, 200);
@@ -658,10 +640,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
     let (addr, admin) = (proxy.addr(), proxy.admin());
     let ep = app.addr.to_string();
     let ep = ep.as_str();
-    until(Duration::from_secs(5), "/readyz 200", move || async move {
-        admin_get(admin, "/readyz").await.0 == 200
-    })
-    .await;
+    wait_ready(admin).await;
 
     for i in 0..3 {
         let r = send(addr, "GET", &format!("/ok?i={i}")).await;
@@ -697,7 +676,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
     // waits queue_timeout for it and is turned away.
     let stall = tokio::spawn(async move { send(addr, "GET", "/stall").await });
     let seen = app.seen.clone();
-    until(Duration::from_secs(3), "the app got /stall", move || {
+    eventually_async(Duration::from_secs(3), "the app got /stall", move || {
         let got = seen.lock().unwrap().iter().any(|s| s == "GET /stall");
         async move { got }
     })
@@ -756,7 +735,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
     );
 
     // Connections and requests settle to zero (clients have closed).
-    until(
+    eventually_async(
         Duration::from_secs(3),
         "connections closed",
         move || async move {
@@ -907,12 +886,6 @@ async fn counters_after_a_scripted_scenario_are_exact() {
 // /status
 // ---------------------------------------------------------------------------
 
-async fn status(admin: SocketAddr) -> Value {
-    let (code, body) = admin_get(admin, "/status").await;
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status is not JSON ({e}): {body}"))
-}
-
 #[tokio::test]
 async fn status_reports_config_endpoints_in_flight_and_crashes() {
     let app = ScriptApp::start().await;
@@ -922,10 +895,7 @@ async fn status_reports_config_endpoints_in_flight_and_crashes() {
     ))
     .await;
     let (addr, admin) = (p.addr, p.admin);
-    until(Duration::from_secs(5), "/readyz 200", move || async move {
-        admin_get(admin, "/readyz").await.0 == 200
-    })
-    .await;
+    wait_ready(admin).await;
 
     let sha = std::process::Command::new("sha256sum")
         .arg(&p.config_path)
@@ -939,7 +909,7 @@ async fn status_reports_config_endpoints_in_flight_and_crashes() {
     assert_eq!(sha.len(), 64);
 
     let t_before = unix_now() * 1000.0;
-    let s = status(admin).await;
+    let s = status_json(admin).await;
     assert_eq!(s["version"], "0.1.0", "{s}");
     assert_eq!(s["phase"], "running", "{s}");
     assert_eq!(s["ready"], true, "{s}");
@@ -977,11 +947,11 @@ async fn status_reports_config_endpoints_in_flight_and_crashes() {
 
     // A request in flight shows, globally and on its endpoint.
     let slow = tokio::spawn(async move { send(addr, "GET", "/slow/600").await });
-    until(
+    eventually_async(
         Duration::from_secs(3),
         "in flight in /status",
         move || async move {
-            let s = status(admin).await;
+            let s = status_json(admin).await;
             s["in_flight"] == 1
                 && s["endpoints"][0]["in_flight"] == 1
                 && s["client_connections"] == 1
@@ -989,11 +959,11 @@ async fn status_reports_config_endpoints_in_flight_and_crashes() {
     )
     .await;
     assert_eq!(slow.await.unwrap().status, 200);
-    until(
+    eventually_async(
         Duration::from_secs(3),
         "nothing in flight",
         move || async move {
-            let s = status(admin).await;
+            let s = status_json(admin).await;
             s["in_flight"] == 0 && s["endpoints"][0]["in_flight"] == 0
         },
     )
@@ -1003,7 +973,7 @@ async fn status_reports_config_endpoints_in_flight_and_crashes() {
     let r = send(addr, "POST", "/crash").await;
     assert_eq!(r.status, 503);
     let t_crash = unix_now() * 1000.0;
-    let s = status(admin).await;
+    let s = status_json(admin).await;
     let crashes = s["recent_crashes"].as_array().expect("recent_crashes");
     assert_eq!(crashes.len(), 1, "{s}");
     let c = &crashes[0];

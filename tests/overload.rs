@@ -3,17 +3,16 @@
 //! endpoint recovers.
 
 mod support;
+use support::net::{rebind, wait_refused};
 use support::upstream::{full, TestBody};
 use support::*;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use lifeguard::upstream::Endpoint;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -31,33 +30,6 @@ fn spawn_get(addr: SocketAddr, path: String) -> JoinHandle<(RawResponse, Duratio
         let r = get(addr, &path).await;
         (r, started.elapsed())
     })
-}
-
-fn endpoint(proxy: &Proxy, i: usize) -> Arc<Endpoint> {
-    proxy.running.shared.snapshot.load().endpoints[i].clone()
-}
-
-async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpStream::connect(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "{addr} still accepts");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => assert!(Instant::now() < deadline, "rebind {addr}: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Concurrency as the app sees it (requests other than `/health`).
@@ -88,6 +60,17 @@ impl Load {
     }
     fn total(&self) -> usize {
         self.total.load(Ordering::SeqCst)
+    }
+    /// The highest concurrency seen within `window` of the first arrival.
+    fn max_within(&self, window: Duration) -> usize {
+        let arrivals = self.arrivals.lock().unwrap();
+        let t0 = arrivals[0].0;
+        arrivals
+            .iter()
+            .filter(|(t, _)| *t <= t0 + window)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap()
     }
 }
 
@@ -147,7 +130,7 @@ async fn excess_requests_wait_then_get_connection_limit_reached() {
         app.addr
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
 
     let first: Vec<_> = (0..2)
@@ -195,7 +178,7 @@ async fn queued_request_is_served_when_a_slot_frees_in_time() {
         app.addr
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
 
     let first: Vec<_> = (0..2)
@@ -233,7 +216,7 @@ async fn least_outstanding_favours_the_fast_endpoint() {
         TestUpstream::start(slow_handler(slow.clone(), Duration::from_millis(200))).await;
     let fast_app = TestUpstream::start(slow_handler(fast.clone(), Duration::from_millis(2))).await;
     let proxy = Proxy::with_endpoints(&[slow_app.addr, fast_app.addr], "").await;
-    let (es, ef) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+    let (es, ef) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || es.is_up() && ef.is_up()).await;
 
     let mut workers = Vec::new();
@@ -271,7 +254,7 @@ async fn recovery_burst(slow_start: &str) -> (usize, usize) {
         "app:\n  endpoints: [\"{addr}\"]\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: {slow_start}\nunavailable:\n  hold: 5s\n"
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
 
     drop(app);
@@ -285,15 +268,8 @@ async fn recovery_burst(slow_start: &str) -> (usize, usize) {
         let (r, _) = t.await.unwrap();
         assert_eq!(r.status, 200, "{:?}", r.header("proxy-status"));
     }
-    let arrivals = load.arrivals.lock().unwrap().clone();
-    assert_eq!(arrivals.len(), 20);
-    let t0 = arrivals[0].0;
-    let early = arrivals
-        .iter()
-        .filter(|(t, _)| *t <= t0 + Duration::from_millis(50))
-        .map(|(_, n)| *n)
-        .max()
-        .unwrap();
+    assert_eq!(load.arrivals.lock().unwrap().len(), 20);
+    let early = load.max_within(Duration::from_millis(50));
     eprintln!(
         "slow_start {slow_start}: early {early}, overall {}",
         load.max()
@@ -336,7 +312,7 @@ async fn slow_start_ramps_to_max_in_flight() {
         "app:\n  endpoints: [\"{addr}\"]\n  max_in_flight: 4\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: 1s\nunavailable:\n  hold: 5s\n"
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
     drop(app);
     wait_refused(addr).await;
@@ -348,14 +324,7 @@ async fn slow_start_ramps_to_max_in_flight() {
     for t in burst {
         assert_eq!(t.await.unwrap().0.status, 200);
     }
-    let arrivals = load.arrivals.lock().unwrap().clone();
-    let t0 = arrivals[0].0;
-    let early = arrivals
-        .iter()
-        .filter(|(t, _)| *t <= t0 + Duration::from_millis(100))
-        .map(|(_, n)| *n)
-        .max()
-        .unwrap();
+    let early = load.max_within(Duration::from_millis(100));
     assert_eq!(early, 1, "cap 1 (+3 over 1 s) right after recovery");
     assert_eq!(load.max(), 4, "ramps up to max_in_flight, never above");
 }

@@ -5,12 +5,12 @@
 //! timeouts, bad responses).
 
 mod support;
+use support::net::wait_refused;
 use support::upstream::{full, TestBody};
 use support::*;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use lifeguard::upstream::Endpoint;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 // ---------------------------------------------------------------- helpers
@@ -47,10 +46,6 @@ async fn get(addr: SocketAddr, path: &str) -> RawResponse {
     send(addr, "GET", path, "", b"").await
 }
 
-fn endpoint(proxy: &Proxy, i: usize) -> Arc<Endpoint> {
-    proxy.running.shared.snapshot.load().endpoints[i].clone()
-}
-
 fn proxy_status(r: &RawResponse) -> &str {
     r.header("proxy-status").unwrap_or("<none>")
 }
@@ -69,18 +64,6 @@ fn assert_terminated(r: &RawResponse, outcome_unknown: bool, what: &str) {
         );
     } else {
         assert_eq!(ps, "lifeguard; error=connection_terminated", "{what}");
-    }
-}
-
-async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpStream::connect(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "{addr} still accepts");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -163,7 +146,7 @@ async fn app_restart_during_traffic() {
         "app:\n  endpoints: [\"{app_addr}\"]\nhealth:\n  interval: 1s\n  down_interval: 50ms\n"
     ))
     .await;
-    let e = endpoint(&proxy, 0);
+    let e = proxy.endpoint(0);
     assert_eq!(get(proxy.addr(), "/warm").await.status, 200);
 
     // Requests the app is handling when it dies.
@@ -267,7 +250,7 @@ async fn idempotent_requests_see_no_error_when_an_endpoint_dies() {
         list(&[a.addr, b.addr])
     ))
     .await;
-    let (ea, eb) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+    let (ea, eb) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || ea.is_up() && eb.is_up()).await;
     let a_addr = a.addr;
     drop(a);
@@ -329,7 +312,7 @@ async fn connect_failure_is_retried_for_post() {
         list(&[a.addr, b.addr])
     ))
     .await;
-    let (ea, eb) = (endpoint(&proxy, 0), endpoint(&proxy, 1));
+    let (ea, eb) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || ea.is_up() && eb.is_up()).await;
     let a_addr = a.addr;
     drop(a);
@@ -460,24 +443,34 @@ async fn retry_attempts_bound_the_resends() {
     }
 }
 
-/// The retry budget (`budget_percent: 0`: only the floor of 3 retries per
-/// ~10 s): the first three failing GETs are resent once each, later ones are
-/// answered 503 after a single delivery.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn retry_budget_exhaustion_stops_resends() {
+/// Sends `n` GETs, one after another, through a proxy whose only endpoint
+/// resets every request (`retry.attempts: 1`, the given `budget_percent`);
+/// each is answered 503. Returns how many times each GET reached the app.
+async fn deliveries_per_get(budget_percent: u32, n: usize) -> Vec<usize> {
     let bad = ScriptedUpstream::start(Script::Reset).await;
     let proxy = Proxy::with_endpoints(
         &[bad.addr],
-        "health:\n  mode: tcp\nretry:\n  attempts: 1\n  budget_percent: 0\n",
+        &format!(
+            "health:\n  mode: tcp\nretry:\n  attempts: 1\n  budget_percent: {budget_percent}\n"
+        ),
     )
     .await;
     let mut sends = Vec::new();
-    for i in 0..6 {
+    for i in 0..n {
         let before = bad.requests();
         let r = get(proxy.addr(), &format!("/g{i}")).await;
         assert_terminated(&r, false, &format!("GET {i}"));
         sends.push(bad.requests() - before);
     }
+    sends
+}
+
+/// The retry budget (`budget_percent: 0`: only the floor of 3 retries per
+/// ~10 s): the first three failing GETs are resent once each, later ones are
+/// answered 503 after a single delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_budget_exhaustion_stops_resends() {
+    let sends = deliveries_per_get(0, 6).await;
     assert_eq!(sends, vec![2, 2, 2, 1, 1, 1], "deliveries per GET");
 }
 
@@ -486,19 +479,7 @@ async fn retry_budget_exhaustion_stops_resends() {
 /// retries < k/2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_budget_is_a_share_of_recent_requests() {
-    let bad = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(
-        &[bad.addr],
-        "health:\n  mode: tcp\nretry:\n  attempts: 1\n  budget_percent: 50\n",
-    )
-    .await;
-    let mut sends = Vec::new();
-    for i in 0..10 {
-        let before = bad.requests();
-        let r = get(proxy.addr(), &format!("/g{i}")).await;
-        assert_terminated(&r, false, &format!("GET {i}"));
-        sends.push(bad.requests() - before);
-    }
+    let sends = deliveries_per_get(50, 10).await;
     // allowed retries after k requests: max(k * 50 / 100, 3)
     assert_eq!(
         sends,

@@ -79,6 +79,25 @@ pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
 /// `GET /status` as JSON.
 pub async fn status_json(admin: SocketAddr) -> serde_json::Value {
     let (code, body) = super::admin_get(admin, "/status").await;
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+    assert_eq!(code, 200, "/status: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status is not JSON ({e}): {body}"))
+}
+
+/// The requests lifeguard lists as in flight (`GET /admin/inflight`, from
+/// loopback).
+pub async fn inflight(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let (code, body) = super::admin_get(admin, "/admin/inflight").await;
+    assert_eq!(code, 200, "/admin/inflight: {body}");
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("/admin/inflight is not a JSON array ({e}): {body}"))
+}
+
+/// Waits (up to 5 s) until exactly `n` requests are listed in flight.
+pub async fn wait_inflight(admin: SocketAddr, n: usize) {
+    super::eventually_async(
+        std::time::Duration::from_secs(5),
+        &format!("{n} request(s) in flight"),
+        move || async move { inflight(admin).await.len() == n },
+    )
+    .await;
 }

@@ -7,6 +7,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A WebSocket upgrade request for `/ws` (the key from RFC 6455's example).
+pub const WEBSOCKET_UPGRADE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
 #[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: u16,

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod client;
 pub mod configmap;
+pub mod net;
 pub mod node;
 pub mod process;
 pub mod tls;
@@ -67,6 +68,11 @@ impl Proxy {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr(), path)
     }
+
+    /// The proxy's view of endpoint `i` (public library API).
+    pub fn endpoint(&self, i: usize) -> std::sync::Arc<lifeguard::upstream::Endpoint> {
+        self.running.shared.snapshot.load().endpoints[i].clone()
+    }
 }
 
 fn init_logging() {
@@ -92,6 +98,40 @@ pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until the async `cond` holds, polling every 10 ms, failing after
+/// `limit`. Returns how long it took.
+pub async fn eventually_async<F, Fut>(
+    limit: std::time::Duration,
+    what: &str,
+    mut cond: F,
+) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (up to 5 s) until the admin port answers `/readyz` with 200.
+pub async fn wait_ready(admin: SocketAddr) {
+    eventually_async(
+        std::time::Duration::from_secs(5),
+        "/readyz 200",
+        move || async move { admin_get(admin, "/readyz").await.0 == 200 },
+    )
+    .await;
 }
 
 /// A plain HTTP/1.1 GET on the admin port, returning (status, body).

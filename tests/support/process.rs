@@ -138,4 +138,12 @@ impl ProxyProcess {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+
+    /// The JSON log lines with `"event": <event>` (e.g. `app_connection_lost`).
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.json_logs()
+            .into_iter()
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
 }

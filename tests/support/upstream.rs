@@ -27,6 +27,18 @@ pub fn full(data: impl Into<Bytes>) -> TestBody {
         .boxed()
 }
 
+/// An app's `101 Switching Protocols` answer to [`super::client::WEBSOCKET_UPGRADE`]
+/// (the accept key is the one RFC 6455 derives from that request's key).
+pub fn websocket_accepted() -> Response<TestBody> {
+    Response::builder()
+        .status(http::StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        .body(full(""))
+        .unwrap()
+}
+
 /// A port nothing listens on (bound, then released): connects are refused.
 pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -97,6 +109,22 @@ impl TestUpstream {
             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             let v = serde_json::json!({"method": method, "path": path, "version": version, "body_len": body.len(), "headers": headers});
             Response::builder().header("content-type", "application/json").body(full(v.to_string())).unwrap()
+        })
+        .await
+    }
+
+    /// Answers `/slow/<ms>` after `<ms>` milliseconds and anything else
+    /// (including lifeguard's `/health` probes) at once, with `done <path>`.
+    pub async fn slow() -> TestUpstream {
+        TestUpstream::start(|req: Request<Incoming>| async move {
+            let path = req.uri().path().to_owned();
+            if let Some(ms) = path
+                .strip_prefix("/slow/")
+                .and_then(|m| m.parse::<u64>().ok())
+            {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Response::new(full(format!("done {path}")))
         })
         .await
     }
