@@ -16,19 +16,21 @@
 //! sidecar that exited on its own could be restarted by the kubelet.
 //!
 //! Long-lived tasks besides the listeners: health probers, idle-connection
-//! eviction, the config/certificate poller (`config::reload`), the
+//! eviction, the config/certificate poller (`control::reload`), the
 //! maintenance flag-file watcher, and SIGHUP (reload) when run as a process.
 
-use crate::config::{reload, Config};
-use crate::server::{admin, listener, tls};
-use crate::shutdown::{DrainOutcome, Phase};
-use crate::state::Shared;
+use crate::admin;
+use crate::config::Config;
+use crate::control::{drain, eviction, flag_file, probers, reload};
+use crate::runtime::Shared;
+use crate::server::{listener, tls};
+use crate::shutdown::{reached, DrainOutcome, Phase};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A started proxy.
 #[derive(Debug)]
@@ -64,11 +66,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tls,
     ));
     tokio::spawn(admin::serve(admin, shared.clone()));
-    tokio::spawn(evict_idle_app_connections(shared.clone()));
-    tokio::spawn(drive_drain(shared.clone()));
+    tokio::spawn(eviction::evict_idle_app_connections(shared.clone()));
+    tokio::spawn(drain::drive_drain(shared.clone()));
     tokio::spawn(reload::watch(shared.clone()));
-    tokio::spawn(crate::maintenance::watch_flag_file(shared.clone()));
-    spawn_probers(&shared);
+    tokio::spawn(flag_file::watch_flag_file(shared.clone()));
+    probers::spawn_probers(&shared);
 
     shared.phase.send_replace(Phase::Running);
     tracing::info!(listen = %proxy_addr, admin = %admin_addr, tls = https, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
@@ -77,80 +79,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_addr,
         shared,
     })
-}
-
-/// Starts the health prober of every endpoint in the current snapshot that
-/// has none yet (endpoints kept across a reload keep theirs).
-pub fn spawn_probers(shared: &Arc<Shared>) {
-    for e in &shared.snapshot.load().endpoints {
-        if !e.prober_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(crate::upstream::probe::run(e.clone(), shared.clone()));
-        }
-    }
-}
-
-/// Closes pooled app connections past `app.pool_idle_timeout`, so sockets are
-/// not held open (and closed by the app under us) when traffic is quiet.
-async fn evict_idle_app_connections(shared: Arc<Shared>) {
-    let mut phase = shared.phase.subscribe();
-    loop {
-        let snap = shared.snapshot.load_full();
-        let every = (snap.pool.idle_timeout / 2).max(Duration::from_millis(100));
-        for e in &snap.endpoints {
-            e.evict_idle(snap.pool.idle_timeout);
-        }
-        drop(snap);
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = reached(&mut phase, Phase::Stopped) => return,
-        }
-    }
-}
-
-async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
-    let _ = phase.wait_for(|p| *p >= at).await;
-}
-
-/// Waits for a drain request, then runs the drain to `Stopped`.
-async fn drive_drain(shared: Arc<Shared>) {
-    let mut phase = shared.phase.subscribe();
-    reached(&mut phase, Phase::Draining).await;
-    let started = Instant::now();
-    let drain = shared.snapshot.load().config.drain.clone();
-    let deadline = started + drain.timeout;
-    tracing::info!(delay = ?drain.delay, timeout = ?drain.timeout, "draining: /readyz is 503; still accepting for drain.delay");
-    tokio::time::sleep_until((started + drain.delay).min(deadline).into()).await;
-
-    shared.phase.send_replace(Phase::Closing);
-    tracing::info!(
-        in_flight = shared.inflight.len(),
-        connections = shared.metrics.connections_open.get(),
-        "closing: stopped accepting; connections close as their requests finish"
-    );
-    let outcome = loop {
-        let in_flight = shared.inflight.len();
-        let open = shared.metrics.connections_open.get() + shared.metrics.tunnels_open.get();
-        if in_flight == 0 && open == 0 {
-            break DrainOutcome::Clean;
-        }
-        if Instant::now() >= deadline {
-            if in_flight > 0 {
-                let left = serde_json::to_string(&shared.inflight.snapshot()).unwrap_or_default();
-                tracing::warn!(in_flight, requests = %left, "drain.timeout reached with requests in flight");
-            }
-            break DrainOutcome::Deadline {
-                left_in_flight: in_flight,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let _ = shared.drain_outcome.set(outcome);
-    shared.phase.send_replace(Phase::Stopped);
-    tracing::info!(
-        ?outcome,
-        took_ms = started.elapsed().as_millis() as u64,
-        "drained"
-    );
 }
 
 impl Running {

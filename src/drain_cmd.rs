@@ -30,7 +30,7 @@ pub fn admin_target(listen: SocketAddr) -> SocketAddr {
 /// lifeguard reports itself drained.
 pub async fn run(config: &Config, wait: bool) -> anyhow::Result<bool> {
     let target = admin_target(config.admin.listen);
-    let token = config.admin.token.as_deref();
+    let token = config.admin.token.as_ref().map(|t| t.expose());
     let (status, body) = call(target, Method::POST, "/admin/drain", token).await?;
     if status != StatusCode::ACCEPTED {
         anyhow::bail!("{target}: /admin/drain answered {status}: {body}");

@@ -88,6 +88,14 @@ impl ProxyError {
         }
     }
 
+    /// Whether the client must be told its request may or may not have been
+    /// processed: the app failed after the request reached it, and the method
+    /// is not idempotent, so lifeguard did not resend it. Decided here only;
+    /// the answer's `Proxy-Status`, its JSON and the metric all ask this.
+    pub fn outcome_unknown(self, idempotent: bool) -> bool {
+        self.is_upstream() && self.request_sent() && !idempotent
+    }
+
     /// Whether the failure is the app's (so the client may try again later):
     /// those responses carry `Retry-After` and `Proxy-Status`.
     pub fn is_upstream(self) -> bool {

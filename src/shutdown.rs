@@ -2,6 +2,7 @@
 //! every task (accept loops, connections, admin) sees the same phase.
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,4 +41,9 @@ pub enum DrainOutcome {
     Clean,
     /// `drain.timeout` passed with requests still in flight.
     Deadline { left_in_flight: usize },
+}
+
+/// Resolves once the phase reaches `at` (or the phase sender is gone).
+pub async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
+    let _ = phase.wait_for(|p| *p >= at).await;
 }

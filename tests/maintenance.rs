@@ -6,7 +6,8 @@ mod support;
 
 use http::Response;
 use hyper::body::Incoming;
-use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
+use lifeguard::control::reload::reload_from;
+use lifeguard::runtime::{ReloadResult, Trigger};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -6,8 +6,9 @@ mod support;
 
 use http::Response;
 use hyper::body::Incoming;
-use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
 use lifeguard::config::sha256_hex;
+use lifeguard::control::reload::reload_from;
+use lifeguard::runtime::{ReloadResult, Trigger};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

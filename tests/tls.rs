@@ -5,7 +5,8 @@
 
 mod support;
 
-use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
+use lifeguard::control::reload::reload_from;
+use lifeguard::runtime::{ReloadResult, Trigger};
 use std::time::Duration;
 use support::admin::metric;
 use support::configmap::ConfigMapDir;

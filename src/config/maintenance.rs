@@ -4,8 +4,9 @@
 //! that cannot be read is a config error naming its key, so a typo shows up in
 //! `lifeguard check` (or a rejected reload), not as a broken page mid-migration.
 
+use super::problems::{Problems, DAY};
 use super::raw::RawMaintenance;
-use super::validate::{Problems, DAY};
+use super::secret::read_secret;
 use super::{MaintenanceBypass, MaintenanceConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
     let template = page_file.as_ref().and_then(|path| read_page(path, p));
-    let page = crate::maintenance::render_page(template.as_deref(), retry_after);
+    let page = super::page::render_page(template.as_deref(), retry_after);
 
     let allow_paths = raw.allow_paths.clone().unwrap_or_default();
     for (i, prefix) in allow_paths.iter().enumerate() {
@@ -85,7 +86,7 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
                     None
                 }
             };
-            let token = read_token(path, p);
+            let token = read_secret("maintenance.bypass_token_file", path, p);
             header
                 .zip(token)
                 .map(|(header, token)| MaintenanceBypass { header, token })
@@ -129,26 +130,6 @@ fn read_page(path: &PathBuf, p: &mut Problems) -> Option<Vec<u8>> {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             p.push("maintenance.page", format!("cannot read \"{shown}\": {e}"));
-            None
-        }
-    }
-}
-
-fn read_token(path: &str, p: &mut Problems) -> Option<String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
-        Ok(_) => {
-            p.push(
-                "maintenance.bypass_token_file",
-                format!("\"{path}\" is empty"),
-            );
-            None
-        }
-        Err(e) => {
-            p.push(
-                "maintenance.bypass_token_file",
-                format!("cannot read \"{path}\": {e}"),
-            );
             None
         }
     }
@@ -199,7 +180,7 @@ mod tests {
         assert_eq!(&c.maintenance.page[..], b"<p>back in 10m</p>");
         let b = c.maintenance.bypass.as_ref().unwrap();
         assert_eq!(
-            (b.header.as_str(), b.token.as_str()),
+            (b.header.as_str(), b.token.expose()),
             ("x-bypass", "s3cret")
         );
         assert_eq!(c.maintenance.bypass_cidrs[0].to_string(), "10.1.2.3/32");

@@ -3,11 +3,16 @@
 //! validates the maintenance section, and `reload` swaps in a new config
 //! while running.
 
+pub mod certs;
 mod maintenance;
+mod page;
+mod problems;
 mod raw;
-pub mod reload;
+mod secret;
 mod units;
 mod validate;
+
+pub use secret::Secret;
 
 pub use units::{parse_duration, parse_size};
 
@@ -73,7 +78,7 @@ pub struct MaintenanceConfig {
 pub struct MaintenanceBypass {
     pub header: http::HeaderName,
     /// Read from `maintenance.bypass_token_file` when the config loads.
-    pub token: String,
+    pub token: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +139,7 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token for mutating admin endpoints from outside loopback, read
     /// from `admin.token_file` when the config loads.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,9 +1,14 @@
 //! Turns a `RawConfig` into the typed `Config` the rest of the program uses.
 //! Every problem is collected (not just the first) and names its field, in the
-//! form `app.endpoints[1]: invalid socket address "x:y"`.
+//! form `app.endpoints[1]: invalid socket address "x:y"`. One function per
+//! config section; `validate` only assembles them.
 
-use super::raw::RawConfig;
-use super::units::{parse_duration, parse_size};
+use super::problems::{Problems, DAY, HOUR, MS};
+use super::raw::{
+    RawApp, RawClient, RawConfig, RawDrain, RawHealth, RawLog, RawReload, RawRetry, RawTls,
+    RawUnavailable,
+};
+use super::secret::read_secret;
 use super::{
     AdminConfig, AppConfig, ClientConfig, Config, DrainConfig, HealthConfig, HealthMode, LogConfig,
     LogFormat, ReloadConfig, RetryConfig, TlsConfig, UnavailableConfig,
@@ -13,97 +18,35 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Collects field-named problems while a config is being validated.
-#[derive(Default)]
-pub(super) struct Problems(Vec<String>);
-
-impl Problems {
-    pub(super) fn push(&mut self, field: &str, msg: impl std::fmt::Display) {
-        self.0.push(format!("{field}: {msg}"));
-    }
-
-    fn addr(&mut self, field: &str, value: Option<&str>, default: &str) -> SocketAddr {
-        let text = value.unwrap_or(default);
-        text.parse().unwrap_or_else(|_| {
-            self.push(
-                field,
-                format!("invalid socket address \"{text}\" (expected IP:PORT)"),
-            );
-            placeholder_addr()
-        })
-    }
-
-    /// A duration within `[min, max]`.
-    pub(super) fn duration(
-        &mut self,
-        field: &str,
-        value: Option<&str>,
-        default: Duration,
-        min: Duration,
-        max: Duration,
-    ) -> Duration {
-        let Some(text) = value else { return default };
-        match parse_duration(text) {
-            Ok(d) if d < min => {
-                self.push(
-                    field,
-                    format!(
-                        "{text} is below the minimum of {}",
-                        humantime::format_duration(min)
-                    ),
-                );
-                default
-            }
-            Ok(d) if d > max => {
-                self.push(
-                    field,
-                    format!(
-                        "{text} is above the maximum of {}",
-                        humantime::format_duration(max)
-                    ),
-                );
-                default
-            }
-            Ok(d) => d,
-            Err(e) => {
-                self.push(field, e);
-                default
-            }
-        }
-    }
-
-    /// A byte size within `[min, max]`.
-    fn size(&mut self, field: &str, value: Option<&str>, default: u64, min: u64, max: u64) -> u64 {
-        let Some(text) = value else { return default };
-        match parse_size(text) {
-            Ok(n) if n < min || n > max => {
-                self.push(
-                    field,
-                    format!("{text} is outside the allowed range {min}..={max} bytes"),
-                );
-                default
-            }
-            Ok(n) => n,
-            Err(e) => {
-                self.push(field, e);
-                default
-            }
-        }
-    }
-}
-
-fn placeholder_addr() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 0))
-}
-
-const MS: Duration = Duration::from_millis(1);
-const HOUR: Duration = Duration::from_secs(3600);
-pub(super) const DAY: Duration = Duration::from_secs(86400);
-
 /// Validates everything; `Err` holds every problem found, each naming its field.
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     let mut p = Problems::default();
+    let (listen, admin) = listeners(&raw, &mut p);
+    let config = Config {
+        listen,
+        admin,
+        app: app(&raw.app, &mut p),
+        client: client(&raw.client, &mut p),
+        unavailable: unavailable(&raw.unavailable, &mut p),
+        health: health(&raw.health, &mut p),
+        retry: retry(&raw.retry, &mut p),
+        drain: drain(&raw.drain, &mut p),
+        log: log(&raw.log, &mut p),
+        reload: reload(&raw.reload, &mut p),
+        maintenance: super::maintenance::validate(&raw.maintenance, &mut p),
+        tls: tls(&raw.tls, &mut p),
+        source_hash: String::new(),
+        source_path: None,
+    };
+    if p.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(p.0)
+    }
+}
 
+/// The two listeners (they must differ) and the admin token.
+fn listeners(raw: &RawConfig, p: &mut Problems) -> (SocketAddr, AdminConfig) {
     let listen = p.addr("listen", raw.listen.as_deref(), "0.0.0.0:8080");
     let admin_listen = p.addr("admin.listen", raw.admin.listen.as_deref(), "0.0.0.0:9901");
     if listen == admin_listen && listen.port() != 0 {
@@ -112,24 +55,21 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             format!("must differ from listen ({listen})"),
         );
     }
+    let token = raw
+        .admin
+        .token_file
+        .as_deref()
+        .and_then(|path| read_secret("admin.token_file", path, p));
+    let admin = AdminConfig {
+        listen: admin_listen,
+        token,
+    };
+    (listen, admin)
+}
 
-    let token =
-        raw.admin
-            .token_file
-            .as_deref()
-            .and_then(|path| match std::fs::read_to_string(path) {
-                Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
-                Ok(_) => {
-                    p.push("admin.token_file", format!("\"{path}\" is empty"));
-                    None
-                }
-                Err(e) => {
-                    p.push("admin.token_file", format!("cannot read \"{path}\": {e}"));
-                    None
-                }
-            });
-
-    let endpoints: Vec<SocketAddr> = match &raw.app.endpoints {
+/// `app.endpoints`: 1 to 64 distinct `IP:PORT`s (default `127.0.0.1:3000`).
+fn endpoints(raw: &RawApp, p: &mut Problems) -> Vec<SocketAddr> {
+    match &raw.endpoints {
         None => vec![SocketAddr::from(([127, 0, 0, 1], 3000))],
         Some(list) if list.is_empty() => {
             p.push("app.endpoints", "must list at least one endpoint");
@@ -159,11 +99,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             }
             out
         }
-    };
+    }
+}
 
-    let a = &raw.app;
-    let app = AppConfig {
-        endpoints,
+fn app(raw: &RawApp, p: &mut Problems) -> AppConfig {
+    let a = raw;
+    AppConfig {
+        endpoints: endpoints(raw, p),
         connect_timeout: p.duration(
             "app.connect_timeout",
             a.connect_timeout.as_deref(),
@@ -194,9 +136,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             Duration::ZERO,
             HOUR,
         ),
-    };
+    }
+}
 
-    let c = &raw.client;
+fn client(raw: &RawClient, p: &mut Problems) -> ClientConfig {
+    let c = raw;
     let max_header_size = p.size(
         "client.max_header_size",
         c.max_header_size.as_deref(),
@@ -241,26 +185,31 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     if client.listen_backlog == 0 {
         p.push("client.listen_backlog", "must be at least 1");
     }
+    client
+}
 
+fn unavailable(raw: &RawUnavailable, p: &mut Problems) -> UnavailableConfig {
     // Never 0: `Retry-After: 0` invites an immediate retry storm against a dead app.
-    let unavailable = UnavailableConfig {
+    UnavailableConfig {
         retry_after: p.duration(
             "unavailable.retry_after",
-            raw.unavailable.retry_after.as_deref(),
+            raw.retry_after.as_deref(),
             Duration::from_secs(5),
             Duration::from_secs(1),
             DAY,
         ),
         hold: p.duration(
             "unavailable.hold",
-            raw.unavailable.hold.as_deref(),
+            raw.hold.as_deref(),
             Duration::from_secs(2),
             Duration::ZERO,
             Duration::from_secs(300),
         ),
-    };
+    }
+}
 
-    let h = &raw.health;
+fn health(raw: &RawHealth, p: &mut Problems) -> HealthConfig {
+    let h = raw;
     let path = h.path.as_deref().unwrap_or("/health");
     let health = HealthConfig {
         mode: match h.mode.as_deref() {
@@ -322,18 +271,21 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     if health.unhealthy_threshold == 0 {
         p.push("health.unhealthy_threshold", "must be at least 1");
     }
+    health
+}
 
+fn retry(raw: &RawRetry, p: &mut Problems) -> RetryConfig {
     let retry = RetryConfig {
         buffer_limit: p.size(
             "retry.buffer_limit",
-            raw.retry.buffer_limit.as_deref(),
+            raw.buffer_limit.as_deref(),
             64 * 1024,
             0,
             16 * 1024 * 1024,
         ),
-        attempts: raw.retry.attempts.unwrap_or(2),
-        budget_percent: raw.retry.budget_percent.unwrap_or(20),
-        idempotency_key_header: match raw.retry.idempotency_key_header.as_deref() {
+        attempts: raw.attempts.unwrap_or(2),
+        budget_percent: raw.budget_percent.unwrap_or(20),
+        idempotency_key_header: match raw.idempotency_key_header.as_deref() {
             None | Some("") => None,
             Some(name) => match http::HeaderName::from_bytes(name.as_bytes()) {
                 Ok(n) => Some(n),
@@ -359,31 +311,37 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             format!("{} is above 100", retry.budget_percent),
         );
     }
-    let drain = DrainConfig {
+    retry
+}
+
+fn drain(raw: &RawDrain, p: &mut Problems) -> DrainConfig {
+    DrainConfig {
         delay: p.duration(
             "drain.delay",
-            raw.drain.delay.as_deref(),
+            raw.delay.as_deref(),
             Duration::from_secs(5),
             Duration::ZERO,
             HOUR,
         ),
         timeout: p.duration(
             "drain.timeout",
-            raw.drain.timeout.as_deref(),
+            raw.timeout.as_deref(),
             Duration::from_secs(25),
             Duration::ZERO,
             HOUR,
         ),
         grace_period: p.duration(
             "drain.grace_period",
-            raw.drain.grace_period.as_deref(),
+            raw.grace_period.as_deref(),
             Duration::from_secs(30),
             Duration::from_secs(1),
             DAY,
         ),
-    };
+    }
+}
 
-    let format = match raw.log.format.as_deref() {
+fn log(raw: &RawLog, p: &mut Problems) -> LogConfig {
+    let format = match raw.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
@@ -394,15 +352,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
             LogFormat::Text
         }
     };
-    let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
+    let level = raw.level.clone().unwrap_or_else(|| "info".to_owned());
     if let Err(e) = level.parse::<tracing_subscriber::EnvFilter>() {
         p.push("log.level", format!("invalid filter \"{level}\": {e}"));
     }
+    LogConfig { format, level }
+}
 
+fn reload(raw: &RawReload, p: &mut Problems) -> ReloadConfig {
     let reload = ReloadConfig {
         poll_interval: p.duration(
             "reload.poll_interval",
-            raw.reload.poll_interval.as_deref(),
+            raw.poll_interval.as_deref(),
             Duration::from_secs(2),
             Duration::ZERO,
             HOUR,
@@ -411,36 +372,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     if !reload.poll_interval.is_zero() && reload.poll_interval < Duration::from_millis(100) {
         p.push("reload.poll_interval", "must be 0s (off) or at least 100ms");
     }
-    let maintenance = super::maintenance::validate(&raw.maintenance, &mut p);
-    let tls = tls(&raw.tls, &mut p);
-
-    if !p.0.is_empty() {
-        return Err(p.0);
-    }
-    Ok(Config {
-        listen,
-        admin: AdminConfig {
-            listen: admin_listen,
-            token,
-        },
-        app,
-        client,
-        unavailable,
-        health,
-        retry,
-        drain,
-        log: LogConfig { format, level },
-        reload,
-        maintenance,
-        tls,
-        source_hash: String::new(),
-        source_path: None,
-    })
+    reload
 }
 
 /// Both TLS files or neither; the pair is loaded now, so a bad certificate is
 /// a config error (at startup, in `lifeguard check`, and on reload).
-fn tls(raw: &super::raw::RawTls, p: &mut Problems) -> Option<TlsConfig> {
+fn tls(raw: &RawTls, p: &mut Problems) -> Option<TlsConfig> {
     let cert = raw.cert_file.as_deref().filter(|s| !s.is_empty());
     let key = raw.key_file.as_deref().filter(|s| !s.is_empty());
     let (cert_file, key_file) = match (cert, key) {
@@ -455,7 +392,7 @@ fn tls(raw: &super::raw::RawTls, p: &mut Problems) -> Option<TlsConfig> {
             return None;
         }
     };
-    match crate::server::tls::load(&cert_file, &key_file) {
+    match super::certs::load(&cert_file, &key_file) {
         Ok(loaded) => Some(TlsConfig {
             cert_file,
             key_file,

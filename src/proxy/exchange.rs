@@ -3,13 +3,13 @@
 //! return to the pool, and the single access-log event, written on drop so that
 //! every path (success, synthesized error, client gone) logs exactly once.
 
+use super::ConnState;
 use crate::error::ProxyError;
 use crate::inflight::{CrashReport, Ticket};
-use crate::server::ConnState;
-use crate::state::Shared;
+use crate::runtime::Shared;
 use crate::upstream::{Outstanding, PoolSettings, PooledConn};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {

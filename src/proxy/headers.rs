@@ -4,17 +4,13 @@
 use crate::error::ProxyError;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Method, Uri, Version};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::runtime::X_REQUEST_ID;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-
-/// Request ids longer than this are replaced: they end up in every log line.
-const MAX_REQUEST_ID_LEN: usize = 200;
 
 /// RFC 9110 §9.2.2: methods whose repetition has the same intended effect.
 pub fn is_idempotent(method: &Method) -> bool {
@@ -22,55 +18,6 @@ pub fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// Generates request ids: a per-process random prefix and a counter, unique
-/// without a random draw or lock per request.
-#[derive(Debug)]
-pub struct RequestIds {
-    prefix: u64,
-    counter: AtomicU64,
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        RequestIds {
-            prefix: h.finish(),
-            counter: AtomicU64::new(0),
-        }
-    }
-}
-
-impl RequestIds {
-    /// The client's `X-Request-Id` if it sent a usable one, else a new one.
-    pub fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
-        if let Some(v) = headers.get(&X_REQUEST_ID) {
-            if !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN {
-                return v.clone();
-            }
-        }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut buf = [0u8; 33];
-        hex(&mut buf[..16], self.prefix);
-        buf[16] = b'-';
-        hex(&mut buf[17..], n);
-        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-    }
-}
-
-fn hex(out: &mut [u8], v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
-    }
 }
 
 /// Rejects requests whose framing is ambiguous or unsupported. For HTTP/1.1,
@@ -341,18 +288,6 @@ mod tests {
         assert!(check_request(&p).is_err());
         let p = parts(&[("content-length", "5"), ("content-length", "6")]);
         assert!(check_request(&p).is_err());
-    }
-
-    #[test]
-    fn request_ids() {
-        let ids = RequestIds::default();
-        let a = ids.for_request(&HeaderMap::new());
-        let b = ids.for_request(&HeaderMap::new());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 33);
-        let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_static("given"));
-        assert_eq!(ids.for_request(&h), "given");
     }
 
     #[test]

@@ -7,25 +7,27 @@
 //! send → classify any failure (error.rs) → retry where safe (retry.rs), or
 //! answer for the app (respond.rs).
 
+mod answer;
 pub mod body;
+mod client;
 mod exchange;
 pub mod headers;
+mod maintenance;
 mod respond;
 pub mod retry;
 mod tunnel;
 
+pub use client::{ConnState, Expiry};
 pub use exchange::log_crash;
-pub use headers::{ClientFacts, RequestIds};
-pub use retry::RetryBudget;
+pub use headers::ClientFacts;
 
 use crate::error::{classify_exchange, ProxyError};
 use crate::inflight::Entry;
-use crate::maintenance;
 use crate::metrics::SynthReason;
-use crate::server::ConnState;
-use crate::state::{Shared, Snapshot};
+use crate::runtime::{Shared, Snapshot};
 use crate::upstream::{self, IndexSet, ReserveError};
-use body::{ProxyBody, StreamingBody, UpstreamBody};
+use crate::upstream::{StreamingBody, UpstreamBody};
+use body::ProxyBody;
 use bytes::Bytes;
 use exchange::Exchange;
 use http::{Request, Response, StatusCode};
@@ -36,7 +38,8 @@ use respond::{error_response, RequestFacts};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Bound on attempts for one request, counting pooled connections found
 /// closed and connect failures: a guard against looping.
@@ -88,7 +91,7 @@ pub async fn handle(
         Err(err) => {
             exchange.error = Some(err);
             shared.metrics.synthesized(SynthReason::of(err));
-            if err.is_upstream() && err.request_sent() && !facts.idempotent {
+            if err.outcome_unknown(facts.idempotent) {
                 shared.metrics.outcome_unknown.inc();
             }
             error_response(err, facts, &request_id, snap.config.unavailable.retry_after)
@@ -274,7 +277,7 @@ async fn await_response(
     loop {
         tokio::select! {
             r = &mut send => return Ok(r),
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 match entry.body_sent_at() {
                     Some(done) if done + timeout <= Instant::now() => return Err(ProxyError::ResponseTimeout),
                     Some(done) => deadline = done + timeout,

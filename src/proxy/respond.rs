@@ -4,9 +4,10 @@
 //! `Connection: close` so an HTTP/1.1 client never reuses a connection whose
 //! fate is unclear (and a browser does not resend the request on it).
 
+use super::answer::{Answer, Page};
 use super::body::ProxyBody;
 use crate::error::ProxyError;
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::{Response, StatusCode, Version};
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
 /// have been processed (sent, not idempotent, not retried).
 fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
     let ty = err.proxy_status_error();
-    if err.request_sent() && !facts.idempotent {
+    if err.outcome_unknown(facts.idempotent) {
         let v = format!("lifeguard; error={ty}; details=\"request was sent to the app; outcome unknown; not retried\"");
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("lifeguard"))
     } else {
@@ -66,35 +67,29 @@ pub fn error_response(
     let status = err.status();
     let message = explain(err, facts);
     let id = request_id.to_str().unwrap_or("");
-    let (ctype, body) = if facts.wants_json {
+    let body = if facts.wants_json {
         let v = serde_json::json!({
             "status": status.as_u16(),
             "error": err.proxy_status_error(),
             "message": message,
             "request_id": id,
-            "outcome_unknown": err.request_sent() && !facts.idempotent,
+            "outcome_unknown": err.outcome_unknown(facts.idempotent),
         });
-        ("application/json", v.to_string())
+        Page::Json(v.to_string())
     } else {
-        ("text/html; charset=utf-8", html_page(status, message, id))
+        Page::Html(html_page(status, message, id).into())
     };
-    let mut resp = Response::new(ProxyBody::full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if err.is_upstream() {
-        h.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after.as_secs().max(1)),
-        );
-        h.insert("proxy-status", proxy_status(err, facts));
+    let upstream = err.is_upstream();
+    Answer {
+        status,
+        body,
+        retry_after: upstream.then_some(retry_after),
+        proxy_status: upstream.then(|| proxy_status(err, facts)),
+        // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its streams are
+        // independent.
+        close: facts.version <= Version::HTTP_11,
     }
-    // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its streams are independent.
-    if facts.version <= Version::HTTP_11 {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
+    .into_response()
 }
 
 fn html_page(status: StatusCode, message: &str, request_id: &str) -> String {

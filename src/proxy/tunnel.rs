@@ -8,8 +8,8 @@
 //! socket.io client reconnects (to a pod that is still ready). Other upgraded
 //! protocols are closed after the same grace.
 
+use crate::runtime::Shared;
 use crate::shutdown::Phase;
-use crate::state::Shared;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! for the HTTP/2 preface, and notes when a new request head starts arriving
 //! on an idle connection (the header-timeout clock, see `conn.rs`).
 
-use super::conn::ConnState;
+use crate::proxy::ConnState;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;

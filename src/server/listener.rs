@@ -1,8 +1,8 @@
 //! Binding listeners (with a real backlog) and the accept loop.
 
 use super::conn;
+use crate::runtime::Shared;
 use crate::shutdown::Phase;
-use crate::state::Shared;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;

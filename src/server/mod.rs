@@ -1,11 +1,7 @@
-//! Client-facing side: listeners, per-connection tasks (plain or TLS), and
-//! the admin port.
+//! Client-facing side: listeners, per-connection tasks (plain or TLS) with
+//! their watchdog, and the client socket wrapper.
 
-pub mod admin;
 mod conn;
 mod io;
 pub mod listener;
-mod status;
 pub mod tls;
-
-pub use conn::ConnState;

@@ -5,7 +5,8 @@
 use super::{Endpoint, Outstanding};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A small set of endpoint indexes (configs hold at most 64 endpoints).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,7 +134,7 @@ pub async fn reserve(
                 if !matches!(pick_peek(endpoints, exclude), Pick::NoneUp) {
                     continue;
                 }
-                let _ = tokio::time::timeout_at(hold_until.into(), rx.changed()).await;
+                let _ = tokio::time::timeout_at(hold_until, rx.changed()).await;
             }
             Pick::AllFull => {
                 let until = *queued_at.get_or_insert_with(Instant::now) + limits.queue_timeout;
@@ -154,7 +155,7 @@ pub async fn reserve(
                 // Health changes (an endpoint going down or slow start moving
                 // on) also free room; re-check at least every 50 ms.
                 let recheck = (Instant::now() + Duration::from_millis(50)).min(until);
-                let _ = tokio::time::timeout_at(recheck.into(), freed).await;
+                let _ = tokio::time::timeout_at(recheck, freed).await;
             }
         }
     }

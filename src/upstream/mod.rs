@@ -6,11 +6,13 @@
 //! endpoint (health, pool, counters) survives a reload that keeps it.
 
 mod balance;
+mod body;
 pub mod health;
 mod pool;
 pub mod probe;
 
 pub use balance::{reserve, IndexSet, Limits, ReserveError};
+pub use body::{BodyTooLarge, BoxError, StreamingBody, UpstreamBody};
 pub use pool::{PoolSettings, PooledConn};
 
 use crate::config::HealthConfig;
@@ -19,8 +21,9 @@ use health::{HealthMachine, ProbeOutcome, State, Transition};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 /// Wake-ups shared by all endpoints: health changes (for requests holding
 /// for an endpoint to come up) and freed capacity (for queued requests).

@@ -8,13 +8,14 @@
 //! `keepAliveTimeout` (5 s), so we never write into a socket the app is closing.
 
 use super::Endpoint;
+use super::UpstreamBody;
 use crate::error::{classify_connect, ProxyError};
-use crate::proxy::body::UpstreamBody;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::sync::{MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 pub type Sender = http1::SendRequest<UpstreamBody>;
 

@@ -5,53 +5,14 @@
 //! signals (a refused or reset request) wake the task for an immediate probe.
 
 use super::health::ProbeOutcome;
-use super::Endpoint;
 use crate::config::{HealthConfig, HealthMode};
-use crate::shutdown::Phase;
-use crate::state::Shared;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpStream;
-
-/// Probes `endpoint` until it leaves the config or the process stops.
-pub async fn run(endpoint: Arc<Endpoint>, shared: Arc<Shared>) {
-    let mut phase = shared.phase.subscribe();
-    loop {
-        if !shared
-            .snapshot
-            .load()
-            .endpoints
-            .iter()
-            .any(|e| Arc::ptr_eq(e, &endpoint))
-        {
-            tracing::debug!(endpoint = %endpoint.name, "endpoint removed from config; probes stop");
-            return;
-        }
-        let cfg = shared.snapshot.load().config.health.clone();
-        let started = Instant::now();
-        let outcome = probe_once(endpoint.addr, &cfg).await;
-        endpoint.record_probe(outcome, started.elapsed(), &cfg);
-
-        let base = if endpoint.is_down() {
-            cfg.down_interval
-        } else {
-            cfg.interval
-        };
-        // ±10 % jitter so probes of many pods do not line up.
-        let wait = base.mul_f64(0.9 + fastrand::f64() * 0.2);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = endpoint.probe_now.notified() => {}
-            _ = phase.wait_for(|p| *p == Phase::Stopped) => return,
-        }
-    }
-}
 
 /// One probe, bounded by `health.timeout`.
 pub async fn probe_once(addr: SocketAddr, cfg: &HealthConfig) -> ProbeOutcome {

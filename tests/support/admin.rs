@@ -7,7 +7,7 @@ use super::client::{raw_exchange, RawOutcome};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use lifeguard::state::Shared;
+use lifeguard::runtime::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ pub async fn admin_call_from(
 ) -> (u16, String) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer: SocketAddr = peer.parse().unwrap();
-    tokio::spawn(lifeguard::server::admin::serve_connection(
+    tokio::spawn(lifeguard::admin::serve_connection(
         server,
         peer,
         shared.clone(),

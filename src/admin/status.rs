@@ -1,12 +1,13 @@
 //! `GET /status`: everything lifeguard knows, as JSON, for operators.
 
-use crate::config::reload::ReloadStatus;
 use crate::inflight::CrashReport;
+use crate::runtime::ReloadStatus;
+use crate::runtime::Shared;
 use crate::shutdown::{DrainOutcome, Phase};
-use crate::state::Shared;
 use crate::upstream::health::State;
 use serde::Serialize;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+use tokio::time::Instant;
 
 #[derive(Debug, Serialize)]
 pub struct Status {

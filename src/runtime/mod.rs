@@ -1,67 +1,32 @@
-//! Shared state: the one config snapshot (swapped whole on reload) and the
-//! state that outlives snapshots (in-flight registry, phase, metrics, health
-//! wake-ups, retry budget, id generator, maintenance switches, reload record,
-//! served TLS certificate, connection slots).
+//! What outlives one request: the config snapshot store, the in-flight
+//! registry, the phase, health wake-ups, the retry budget, request ids, the
+//! maintenance switches, the reload record, the served certificate and the
+//! connection slots. Long-lived tasks (`control`) and the request path
+//! (`proxy`) read it; nothing here runs on its own.
 
-use crate::config::reload::ReloadState;
+mod certs;
+mod ids;
+mod maintenance;
+mod reload;
+mod retry_budget;
+mod snapshot;
+
+pub use certs::CertResolver;
+pub use ids::{RequestIds, X_REQUEST_ID};
+pub use maintenance::{Maintenance, Source};
+pub use reload::{unix_ms, Memory, Outcome, ReloadResult, ReloadState, ReloadStatus, Trigger};
+pub use retry_budget::{RetryBudget, BUDGET_FLOOR};
+pub use snapshot::Snapshot;
+
 use crate::config::Config;
 use crate::inflight::Registry;
-use crate::maintenance::{self, Maintenance};
 use crate::metrics::Metrics;
-use crate::proxy::{RequestIds, RetryBudget};
-use crate::server::tls::CertResolver;
 use crate::shutdown::Phase;
-use crate::upstream::{Endpoint, PoolSettings, Signals};
+use crate::upstream::Signals;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
-
-/// Everything a request reads from configuration, loaded once per request.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub config: Config,
-    pub endpoints: Vec<Arc<Endpoint>>,
-    pub pool: PoolSettings,
-    pub generation: u64,
-}
-
-impl Snapshot {
-    /// Builds a snapshot, reusing `previous` endpoints with the same address
-    /// so their health, pools and counters carry over.
-    pub fn build(
-        config: Config,
-        previous: Option<&Snapshot>,
-        generation: u64,
-        signals: &Arc<Signals>,
-        metrics: &Metrics,
-    ) -> Snapshot {
-        let endpoints = config
-            .app
-            .endpoints
-            .iter()
-            .map(|addr| {
-                previous
-                    .and_then(|p| p.endpoints.iter().find(|e| e.addr == *addr).cloned())
-                    .unwrap_or_else(|| {
-                        let m = metrics.register_endpoint(&addr.to_string());
-                        Arc::new(Endpoint::new(*addr, signals.clone(), m))
-                    })
-            })
-            .collect();
-        let pool = PoolSettings {
-            connect_timeout: config.app.connect_timeout,
-            idle_timeout: config.app.pool_idle_timeout,
-            max_idle: config.app.pool_max_idle_per_endpoint,
-        };
-        Snapshot {
-            config,
-            endpoints,
-            pool,
-            generation,
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Shared {
