@@ -123,6 +123,18 @@ impl ProxyError {
         )
     }
 
+    /// The app's own failures on an exchange, counted per endpoint
+    /// (`upstream_failures_total`, labelled by `kind`).
+    pub const APP_FAILURES: [ProxyError; 7] = [
+        ProxyError::AppRefused,
+        ProxyError::AppConnectTimeout,
+        ProxyError::AppConnectFailed,
+        ProxyError::AppClosedBeforeResponse,
+        ProxyError::ResponseTimeout,
+        ProxyError::BadResponse,
+        ProxyError::ResetAfterResponse,
+    ];
+
     /// A closed label for logs and metrics.
     pub fn kind(self) -> &'static str {
         match self {
@@ -170,12 +182,22 @@ pub fn classify_connect(err: &io::Error) -> ProxyError {
     }
 }
 
+/// The request body went over `client.max_body_size` while streaming: the
+/// error our request body yields to hyper, found again by `classify_exchange`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds client.max_body_size")]
+pub struct BodyTooLarge;
+
 /// Classifies a failed exchange on an established app connection, before any
-/// response header arrived. `body_too_large` says our own request-body limit
-/// tripped (hyper sees that as a body error).
-pub fn classify_exchange(err: &hyper::Error, body_too_large: bool) -> ProxyError {
-    if body_too_large {
-        return ProxyError::BodyTooLarge;
+/// response header arrived. Our own request-body limit tripping reaches us
+/// as a hyper body error whose source is `BodyTooLarge`.
+pub fn classify_exchange(err: &hyper::Error) -> ProxyError {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.is::<BodyTooLarge>() {
+            return ProxyError::BodyTooLarge;
+        }
+        source = e.source();
     }
     if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
         return ProxyError::BadResponse;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 use tokio::time::Instant;
@@ -37,8 +37,6 @@ pub struct Entry {
     /// When the request body was completely sent, in ms after `started` plus
     /// one (0: not yet).
     body_sent_ms: AtomicU64,
-    /// Set when the streamed body went over `client.max_body_size`.
-    pub body_over_limit: AtomicBool,
     /// Attempts made so far (each send to an endpoint is one).
     attempt: AtomicU32,
     /// The attempt that appeared in a crash report (`u32::MAX`: none), so the other
@@ -228,7 +226,6 @@ impl Entry {
             started: Instant::now(),
             endpoint: ArcSwapOption::empty(),
             bytes_sent: AtomicU64::new(0),
-            body_over_limit: AtomicBool::new(false),
             body_sent_ms: AtomicU64::new(0),
             attempt: AtomicU32::new(0),
             reported: AtomicU32::new(u32::MAX),

@@ -18,28 +18,6 @@ const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "other",
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-/// Upstream failure kinds (`ProxyError::kind` of transport failures).
-pub const FAILURE_KINDS: [&str; 7] = [
-    "refused",
-    "connect_timeout",
-    "connect_failed",
-    "reset_before_response",
-    "response_timeout",
-    "bad_response",
-    "reset_after_response",
-];
-/// Why lifeguard answered instead of the app.
-pub const SYNTH_REASONS: [&str; 8] = [
-    "app_down",
-    "app_crashed",
-    "timeout",
-    "overload",
-    "bad_response",
-    "maintenance",
-    "draining",
-    "bad_request",
-];
-const PROBE_RESULTS: [&str; 5] = ["healthy", "bad_status", "refused", "timeout", "failed"];
 
 /// Latency buckets for request durations (seconds).
 const DURATION_BUCKETS: [f64; 14] = [
@@ -60,7 +38,7 @@ pub struct Metrics {
     probes: IntCounterVec,
     probe_duration: HistogramVec,
     failures: IntCounterVec,
-    synthesized: Vec<IntCounter>, // SYNTH_REASONS
+    synthesized: Vec<IntCounter>, // indexed by SynthReason
     pub outcome_unknown: IntCounter,
     crashes: IntCounterVec,
     pub retries: IntCounter,
@@ -72,7 +50,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub tunnels_open: IntGauge,
-    tls_cert_reloads: IntCounterVec,
+    tls_cert_reloads: [IntCounter; 2], // invalid, success
     /// 1 if the last reload attempt left the file in force (applied or
     /// unchanged), 0 if it was rejected or unreadable.
     pub last_reload_successful: IntGauge,
@@ -97,6 +75,12 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
     c
 }
 
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
 fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
         .expect("valid metric");
@@ -115,128 +99,70 @@ impl Metrics {
     /// programming error (a bad or duplicate name), caught by any test run.
     pub fn new() -> Metrics {
         let r = Registry::new_custom(Some("lifeguard".into()), None).expect("valid prefix");
-        let requests_vec = counter_vec(
-            &r,
-            "requests_total",
-            "Requests answered, by method and status class.",
-            &["method", "code_class"],
-        );
+        let v = Families::register(&r);
         let requests = METHODS
             .iter()
             .flat_map(|m| CLASSES.iter().map(move |c| (m, c)))
-            .map(|(m, c)| requests_vec.with_label_values(&[m, c]))
+            .map(|(m, c)| v.requests.with_label_values(&[m, c]))
             .collect();
-        let synth_vec = counter_vec(
-            &r,
-            "synthesized_responses_total",
-            "Responses lifeguard wrote itself instead of the app, by reason.",
-            &["reason"],
-        );
-        let synthesized = SYNTH_REASONS
+        let synthesized = SynthReason::ALL
             .iter()
-            .map(|s| synth_vec.with_label_values(&[s]))
+            .map(|s| v.synthesized.with_label_values(&[s.label()]))
             .collect();
-        let failures = counter_vec(
-            &r,
-            "upstream_failures_total",
-            "Failed exchanges with the app, by endpoint and kind.",
-            &["endpoint", "kind"],
-        );
-        let endpoint_up = IntGaugeVec::new(
-            Opts::new(
-                "app_endpoint_up",
-                "1 if the app endpoint is up, 0 if down or not yet probed.",
-            ),
-            &["endpoint"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(endpoint_up.clone()))
-            .expect("unique metric");
-        let probe_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "health_probe_duration_seconds",
-                "Duration of active health probes.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["endpoint"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(probe_duration.clone()))
-            .expect("unique metric");
-        let last_reload_success = Gauge::new(
-            "config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful config load.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(last_reload_success.clone()))
-            .expect("unique metric");
-        let build = IntGaugeVec::new(
-            Opts::new("build_info", "Build information; always 1."),
-            &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(build.clone())).expect("unique metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-
-        let m = Metrics {
+        let tls_cert_reloads = ["invalid", "success"].map(|l| v.tls.with_label_values(&[l]));
+        Metrics {
             requests,
+            synthesized,
+            tls_cert_reloads,
+            endpoint_up: v.endpoint_up,
+            state_changes: v.state_changes,
+            probes: v.probes,
+            probe_duration: v.probe_duration,
+            failures: v.failures,
+            crashes: v.crashes,
+            reloads: v.reloads,
+            config_info: v.config_info,
+            last_reload_success: v.last_reload_success,
             duration: histogram(&r, "request_duration_seconds", "Time from request accepted to response finished.", &DURATION_BUCKETS),
             in_flight: gauge(&r, "requests_in_flight", "Requests accepted whose response is not finished."),
             connections_open: gauge(&r, "client_connections_open", "Client connections open."),
             connections_accepted: counter(&r, "client_connections_accepted_total", "Client connections accepted."),
             client_aborts: counter(&r, "client_aborts_total", "Requests whose client went away before the response finished (the app request is cancelled)."),
-            endpoint_up,
-            state_changes: counter_vec(&r, "app_endpoint_state_changes_total", "Health state changes of app endpoints, by new state.", &["endpoint", "to"]),
-            probes: counter_vec(&r, "health_probes_total", "Active health probes, by endpoint and result.", &["endpoint", "result"]),
-            probe_duration,
-            failures,
-            synthesized,
             outcome_unknown: counter(&r, "outcome_unknown_total", "Non-idempotent requests that failed after being sent: the app may or may not have processed them."),
-            crashes: counter_vec(&r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &["endpoint"]),
             retries: counter(&r, "retries_total", "Requests resent after failing once sent."),
             retry_budget_exhausted: counter(&r, "retry_budget_exhausted_total", "Resends refused because the retry budget was used up."),
             queue_wait: histogram(&r, "queue_wait_seconds", "Time requests waited for a free slot (app.max_in_flight or slow start).", &DURATION_BUCKETS),
             draining: gauge(&r, "draining", "1 while shutting down (draining or closing)."),
             maintenance: gauge(&r, "maintenance", "1 while maintenance mode is on."),
             config_generation: gauge(&r, "config_generation", "Generation of the config in force (1 at start, +1 per applied reload)."),
-            reloads: counter_vec(&r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
-            last_reload_success,
             tunnels_open: gauge(&r, "tunnels_open", "Upgraded connections (WebSocket) open."),
             last_reload_successful: gauge(&r, "config_last_reload_successful", "1 if the last config reload attempt succeeded (or found nothing new), 0 if the file was rejected or unreadable."),
-            config_info: {
-                let g = IntGaugeVec::new(Opts::new("config_info", "The config in force; always 1, labelled with its SHA-256."), &["sha256"]).expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            tls_cert_reloads: counter_vec(&r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
             registry: r,
-        };
-        for result in ["success", "invalid", "unchanged", "error"] {
-            m.reloads.with_label_values(&[result]);
         }
-        for result in ["success", "invalid"] {
-            m.tls_cert_reloads.with_label_values(&[result]);
-        }
-        m
     }
 
-    /// Pre-creates an endpoint's series so they read 0 rather than missing.
+    /// Pre-creates the `config_reloads_total` series for each result (the
+    /// labels of `ReloadResult`, which lives with the reload record), so they
+    /// read 0 rather than missing.
+    pub fn declare_reload_results(&self, results: impl IntoIterator<Item = &'static str>) {
+        for result in results {
+            self.reloads.with_label_values(&[result]);
+        }
+    }
+
+    /// Resolves an endpoint's series once (so they read 0 rather than
+    /// missing, and counting takes no lock).
     pub fn register_endpoint(&self, endpoint: &str) -> EndpointMetrics {
-        for kind in FAILURE_KINDS {
-            self.failures.with_label_values(&[endpoint, kind]);
-        }
-        for result in PROBE_RESULTS {
-            self.probes.with_label_values(&[endpoint, result]);
-        }
-        for to in ["up", "down"] {
-            self.state_changes.with_label_values(&[endpoint, to]);
-        }
         EndpointMetrics {
             up: self.endpoint_up.with_label_values(&[endpoint]),
             crashes: self.crashes.with_label_values(&[endpoint]),
             probe_duration: self.probe_duration.with_label_values(&[endpoint]),
-            name: endpoint.to_owned(),
-            metrics: self.clone(),
+            failures: ProxyError::APP_FAILURES
+                .map(|e| self.failures.with_label_values(&[endpoint, e.kind()])),
+            probes: ProbeResult::ALL.map(|p| self.probes.with_label_values(&[endpoint, p.label()])),
+            // Indexed by `up as usize`.
+            state_changes: ["down", "up"]
+                .map(|to| self.state_changes.with_label_values(&[endpoint, to])),
         }
     }
 
@@ -245,11 +171,11 @@ impl Metrics {
         let _ = self.endpoint_up.remove_label_values(&[endpoint]);
         let _ = self.crashes.remove_label_values(&[endpoint]);
         let _ = self.probe_duration.remove_label_values(&[endpoint]);
-        for kind in FAILURE_KINDS {
-            let _ = self.failures.remove_label_values(&[endpoint, kind]);
+        for e in ProxyError::APP_FAILURES {
+            let _ = self.failures.remove_label_values(&[endpoint, e.kind()]);
         }
-        for result in PROBE_RESULTS {
-            let _ = self.probes.remove_label_values(&[endpoint, result]);
+        for p in ProbeResult::ALL {
+            let _ = self.probes.remove_label_values(&[endpoint, p.label()]);
         }
         for to in ["up", "down"] {
             let _ = self.state_changes.remove_label_values(&[endpoint, to]);
@@ -272,7 +198,7 @@ impl Metrics {
         self.synthesized[reason as usize].inc();
     }
 
-    /// Counts a config reload attempt (`success`, `invalid`, `unchanged`, `error`).
+    /// Counts a config reload attempt (a `ReloadResult` label).
     pub fn reload(&self, result: &str) {
         self.reloads.with_label_values(&[result]).inc();
     }
@@ -287,8 +213,7 @@ impl Metrics {
 
     /// Counts a TLS certificate change (`success` or `invalid`).
     pub fn tls_cert_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "invalid" };
-        self.tls_cert_reloads.with_label_values(&[result]).inc();
+        self.tls_cert_reloads[usize::from(ok)].inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -301,20 +226,43 @@ impl Metrics {
     }
 }
 
-/// Why lifeguard answered instead of the app (index into `SYNTH_REASONS`).
+/// Why lifeguard answered instead of the app (the `reason` label of
+/// `synthesized_responses_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SynthReason {
-    AppDown = 0,
-    AppCrashed = 1,
-    Timeout = 2,
-    Overload = 3,
-    BadResponse = 4,
-    Maintenance = 5,
-    Draining = 6,
-    BadRequest = 7,
+    AppDown,
+    AppCrashed,
+    Timeout,
+    Overload,
+    BadResponse,
+    Maintenance,
+    BadRequest,
 }
 
 impl SynthReason {
+    /// Every reason, in discriminant order (the counters are indexed by it).
+    pub const ALL: [SynthReason; 7] = [
+        SynthReason::AppDown,
+        SynthReason::AppCrashed,
+        SynthReason::Timeout,
+        SynthReason::Overload,
+        SynthReason::BadResponse,
+        SynthReason::Maintenance,
+        SynthReason::BadRequest,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SynthReason::AppDown => "app_down",
+            SynthReason::AppCrashed => "app_crashed",
+            SynthReason::Timeout => "timeout",
+            SynthReason::Overload => "overload",
+            SynthReason::BadResponse => "bad_response",
+            SynthReason::Maintenance => "maintenance",
+            SynthReason::BadRequest => "bad_request",
+        }
+    }
+
     pub fn of(err: ProxyError) -> SynthReason {
         match err {
             ProxyError::AppUnavailable
@@ -334,45 +282,160 @@ impl SynthReason {
     }
 }
 
-/// An endpoint's metric handles, resolved once.
+/// What one active health probe found (the `result` label of
+/// `health_probes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    Healthy,
+    BadStatus,
+    Refused,
+    Timeout,
+    Failed,
+}
+
+impl ProbeResult {
+    /// Every result, in discriminant order (the counters are indexed by it).
+    pub const ALL: [ProbeResult; 5] = [
+        ProbeResult::Healthy,
+        ProbeResult::BadStatus,
+        ProbeResult::Refused,
+        ProbeResult::Timeout,
+        ProbeResult::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProbeResult::Healthy => "healthy",
+            ProbeResult::BadStatus => "bad_status",
+            ProbeResult::Refused => "refused",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::Failed => "failed",
+        }
+    }
+}
+
+/// An endpoint's metric handles, resolved once when the endpoint is created.
 #[derive(Debug, Clone)]
 pub struct EndpointMetrics {
     pub up: IntGauge,
     pub crashes: IntCounter,
     pub probe_duration: Histogram,
-    name: String,
-    metrics: Metrics,
+    failures: [IntCounter; ProxyError::APP_FAILURES.len()],
+    probes: [IntCounter; ProbeResult::ALL.len()],
+    state_changes: [IntCounter; 2],
 }
 
 impl EndpointMetrics {
-    pub fn failure(&self, kind: &str) {
-        self.metrics
-            .failures
-            .with_label_values(&[self.name.as_str(), kind])
-            .inc();
+    /// Counts a failed exchange. Only the app's own failures
+    /// (`ProxyError::APP_FAILURES`) are counted per endpoint.
+    pub fn failure(&self, err: ProxyError) {
+        if let Some(i) = ProxyError::APP_FAILURES.iter().position(|e| *e == err) {
+            self.failures[i].inc();
+        }
     }
 
-    pub fn probe(&self, result: &str, latency: Duration) {
-        self.metrics
-            .probes
-            .with_label_values(&[self.name.as_str(), result])
-            .inc();
+    pub fn probe(&self, result: ProbeResult, latency: Duration) {
+        self.probes[result as usize].inc();
         self.probe_duration.observe(latency.as_secs_f64());
     }
 
     pub fn state_change(&self, up: bool) {
         self.up.set(i64::from(up));
-        let to = if up { "up" } else { "down" };
-        self.metrics
-            .state_changes
-            .with_label_values(&[self.name.as_str(), to])
-            .inc();
+        self.state_changes[usize::from(up)].inc();
+    }
+}
+
+/// The labelled families, registered before their children are resolved.
+struct Families {
+    requests: IntCounterVec,
+    synthesized: IntCounterVec,
+    failures: IntCounterVec,
+    endpoint_up: IntGaugeVec,
+    state_changes: IntCounterVec,
+    probes: IntCounterVec,
+    probe_duration: HistogramVec,
+    crashes: IntCounterVec,
+    reloads: IntCounterVec,
+    tls: IntCounterVec,
+    config_info: IntGaugeVec,
+    last_reload_success: Gauge,
+}
+
+impl Families {
+    fn register(r: &Registry) -> Families {
+        let probe_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "health_probe_duration_seconds",
+                "Duration of active health probes.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let last_reload_success = Gauge::new(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )
+        .expect("valid metric");
+        let build = gauge_vec(
+            r,
+            "build_info",
+            "Build information; always 1.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for c in [
+            Box::new(probe_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(last_reload_success.clone()),
+        ] {
+            r.register(c).expect("unique metric");
+        }
+        Families {
+            requests: counter_vec(r, "requests_total", "Requests answered, by method and status class.", &["method", "code_class"]),
+            synthesized: counter_vec(r, "synthesized_responses_total", "Responses lifeguard wrote itself instead of the app, by reason.", &["reason"]),
+            failures: counter_vec(r, "upstream_failures_total", "Failed exchanges with the app, by endpoint and kind.", &["endpoint", "kind"]),
+            endpoint_up: gauge_vec(r, "app_endpoint_up", "1 if the app endpoint is up, 0 if down or not yet probed.", &["endpoint"]),
+            state_changes: counter_vec(r, "app_endpoint_state_changes_total", "Health state changes of app endpoints, by new state.", &["endpoint", "to"]),
+            probes: counter_vec(r, "health_probes_total", "Active health probes, by endpoint and result.", &["endpoint", "result"]),
+            crashes: counter_vec(r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &["endpoint"]),
+            reloads: counter_vec(r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
+            tls: counter_vec(r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
+            config_info: gauge_vec(r, "config_info", "The config in force; always 1, labelled with its SHA-256.", &["sha256"]),
+            probe_duration,
+            last_reload_success,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_sets_follow_their_enums() {
+        for (i, r) in SynthReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, r) in ProbeResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let m = Metrics::new();
+        let e = m.register_endpoint("e");
+        e.state_change(true);
+        m.tls_cert_reload(true);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains("lifeguard_app_endpoint_state_changes_total{endpoint=\"e\",to=\"up\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lifeguard_tls_certificate_reloads_total{result=\"success\"} 1"),
+            "{text}"
+        );
+        for r in ProbeResult::ALL {
+            assert!(text.contains(&format!("result=\"{}\"", r.label())), "{r:?}");
+        }
+    }
 
     #[test]
     fn renders_prometheus_text_with_prefix() {
@@ -385,7 +448,7 @@ mod tests {
         );
         m.synthesized(SynthReason::AppCrashed);
         let e = m.register_endpoint("127.0.0.1:3000");
-        e.failure("refused");
+        e.failure(ProxyError::AppRefused);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains("lifeguard_requests_total{code_class=\"2xx\",method=\"GET\"} 1"),

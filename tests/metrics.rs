@@ -559,7 +559,6 @@ async fn every_series_exists_from_the_start_and_reads_zero() {
         "overload",
         "bad_response",
         "maintenance",
-        "draining",
         "bad_request",
     ]
     .iter()

@@ -3,9 +3,10 @@
 //! return to the pool, and the single access-log event, written on drop so that
 //! every path (success, synthesized error, client gone) logs exactly once.
 
+use super::failure::on_app_failure;
 use super::ConnState;
 use crate::error::ProxyError;
-use crate::inflight::{CrashReport, Ticket};
+use crate::inflight::Ticket;
 use crate::runtime::Shared;
 use crate::upstream::{Outstanding, PoolSettings, PooledConn};
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub struct Exchange {
     pub status: u16,
     pub error: Option<ProxyError>,
     pub bytes_out: u64,
+    /// Resends after a send failure (for the access log).
     pub retries: u32,
     /// Answered with the maintenance page (logged as `error=maintenance`).
     pub maintenance: bool,
@@ -96,29 +98,9 @@ impl Exchange {
         tracing::warn!(error = %err, request_id = ?self.ticket.entry().request_id, "app failed mid-response; client response truncated");
         // The connection is broken: never pool it.
         if let Some(lease) = self.lease.take() {
-            let endpoint = lease.outstanding.endpoint();
-            endpoint.metrics.failure(kind.kind());
-            endpoint.passive_suspect();
-            if let Some(report) = self.ticket.crash_report(kind.kind()) {
-                endpoint.metrics.crashes.inc();
-                log_crash(&report);
-            }
+            on_app_failure(lease.outstanding.endpoint(), kind, &self.ticket);
         }
     }
-}
-
-/// The `app_connection_lost` event: which requests were in flight on the
-/// endpoint when its connection died.
-pub fn log_crash(report: &CrashReport) {
-    let requests = serde_json::to_string(&report.requests).unwrap_or_default();
-    tracing::error!(
-        event = "app_connection_lost",
-        endpoint = %report.endpoint,
-        trigger = report.trigger,
-        in_flight = report.requests.len(),
-        requests = %requests,
-        "app connection lost with requests in flight"
-    );
 }
 
 impl Drop for Exchange {

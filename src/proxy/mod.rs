@@ -11,6 +11,7 @@ mod answer;
 pub mod body;
 mod client;
 mod exchange;
+mod failure;
 pub mod headers;
 mod maintenance;
 mod respond;
@@ -18,32 +19,28 @@ pub mod retry;
 mod tunnel;
 
 pub use client::{ConnState, Expiry};
-pub use exchange::log_crash;
 pub use headers::ClientFacts;
 
 use crate::error::{classify_exchange, ProxyError};
-use crate::inflight::Entry;
+use crate::inflight::{Entry, Ticket};
 use crate::metrics::SynthReason;
 use crate::runtime::{Shared, Snapshot};
-use crate::upstream::{self, IndexSet, ReserveError};
-use crate::upstream::{StreamingBody, UpstreamBody};
+use crate::upstream::{self, Outstanding, PooledConn, StreamingBody, UpstreamBody};
 use body::ProxyBody;
 use bytes::Bytes;
 use exchange::Exchange;
+use failure::{on_app_failure, on_connect_failure};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use respond::{error_response, RequestFacts};
+use retry::RetryPlan;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Bound on attempts for one request, counting pooled connections found
-/// closed and connect failures: a guard against looping.
-const MAX_ATTEMPTS: u32 = 8;
 
 /// Serves one client request. Never returns `Err`.
 pub async fn handle(
@@ -108,17 +105,53 @@ async fn forward(
     shared: &Shared,
     snap: &Snapshot,
     conn: &ConnState,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let entry = x.ticket().entry().clone();
+    let (pending, upgrade, resendable) = prepare(snap, conn, req, &entry).await?;
+    let replayable = !matches!(pending.body(), UpstreamBody::Streaming(_));
+    let mut plan = RetryPlan::new(&snap.config, shared, resendable, replayable);
+    let sent = send(shared, snap, pending, &mut plan, x.ticket()).await;
+    x.retries = plan.retries;
+    let (resp, outstanding, pooled) = sent?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // An upgrade nobody asked for is a bad response.
+        let client = upgrade.client.ok_or(ProxyError::BadResponse)?;
+        return Ok(tunnel_response(resp, client, upgrade.websocket, x));
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    x.lease(outstanding, pooled, snap.pool);
+    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
+}
+
+/// The client's side of a protocol upgrade: taken before the request is
+/// consumed, used only if the app answers `101`.
+struct Upgrade {
+    client: Option<hyper::upgrade::OnUpgrade>,
+    websocket: bool,
+}
+
+/// Checks the request and turns it into the one sent to the app: headers
+/// rewritten, body buffered (replayable) or streamed. Also says whether the
+/// request may be resent after it reached the app (decided once, here).
+async fn prepare(
+    snap: &Snapshot,
+    conn: &ConnState,
+    mut req: Request<Incoming>,
+    entry: &Arc<Entry>,
+) -> Result<(Request<UpstreamBody>, Upgrade, bool), ProxyError> {
     let cfg = &snap.config;
-    let upgrade = headers::is_upgrade(req.version(), req.headers());
-    let websocket = upgrade
-        && req
-            .headers()
-            .get(http::header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let is_upgrade = headers::is_upgrade(req.version(), req.headers());
+    let upgrade = Upgrade {
+        websocket: is_upgrade
+            && req
+                .headers()
+                .get(http::header::UPGRADE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")),
+        client: is_upgrade.then(|| hyper::upgrade::on(&mut req)),
+    };
     let (mut parts, body) = req.into_parts();
     headers::check_request(&parts)?;
     if let (Some(limit), Some(len)) = (cfg.client.max_body_size, body.size_hint().exact()) {
@@ -126,139 +159,100 @@ async fn forward(
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let entry = x.ticket().entry().clone();
     let resendable = retry::resendable_method(
         &parts.method,
         &parts.headers,
         cfg.retry.idempotency_key_header.as_ref(),
     );
-    headers::prepare_upstream(&mut parts, &conn.facts, &entry.request_id, upgrade);
-    let body = prepare_body(body, resendable, snap, &entry).await?;
-    let replayable = !matches!(body, UpstreamBody::Streaming(_));
-    let limits = upstream::Limits::from_config(cfg);
+    headers::prepare_upstream(&mut parts, &conn.facts, &entry.request_id, is_upgrade);
+    let body = prepare_body(body, resendable, snap, entry).await?;
+    Ok((Request::from_parts(parts, body), upgrade, resendable))
+}
 
-    let mut pending = Request::from_parts(parts, body);
-    let mut avoid = IndexSet::default(); // failed after sending: prefer others
-    let mut exclude = IndexSet::default(); // connect failed twice (not refused): skip for this request
-    let mut hold_until = Instant::now() + cfg.unavailable.hold;
-    let mut sent_failure: Option<ProxyError> = None;
-    let mut connect_failures = 0u32;
-    let mut last_err = ProxyError::AppUnavailable;
-    for _ in 0..MAX_ATTEMPTS {
-        let reserved = upstream::reserve(
+/// Sends the request until the app answers with response headers, or the
+/// retry plan gives up. Each failure is reported once (`failure.rs`).
+async fn send(
+    shared: &Shared,
+    snap: &Snapshot,
+    mut pending: Request<UpstreamBody>,
+    plan: &mut RetryPlan<'_>,
+    ticket: &Ticket,
+) -> Result<(Response<Incoming>, Outstanding, PooledConn), ProxyError> {
+    let entry = ticket.entry();
+    let limits = upstream::Limits::from_config(&snap.config);
+    while plan.next_attempt() {
+        let (i, outstanding) = upstream::reserve(
             &snap.endpoints,
             &shared.signals,
-            avoid,
-            exclude,
+            plan.avoid,
+            plan.exclude,
             &limits,
-            hold_until,
+            plan.hold_until,
             &shared.metrics.queue_wait,
         )
-        .await;
-        let (i, outstanding) = match reserved {
-            Ok(r) => r,
-            Err(ReserveError::NoneUp) => return Err(sent_failure.unwrap_or(last_err)),
-            Err(ReserveError::Full) => return Err(sent_failure.unwrap_or(ProxyError::Overloaded)),
-        };
+        .await
+        .map_err(|e| plan.unreserved(e))?;
         let endpoint = outstanding.endpoint().clone();
         entry.start_attempt(endpoint.name.clone());
         let mut pooled = match endpoint.checkout(&snap.pool).await {
             Ok(c) => c,
             Err(err) => {
-                // Nothing was sent: any method may be tried again.
-                tracing::debug!(endpoint = %endpoint.name, error = err.kind(), "connect failed");
-                endpoint.metrics.failure(err.kind());
-                if err == ProxyError::AppRefused {
-                    endpoint.passive_refused(); // down now; the hold waits for it
-                } else {
-                    // A timeout is often one dropped SYN (a full accept
-                    // queue): prefer another endpoint, but try this one
-                    // again once before giving up on it for this request.
-                    endpoint.passive_suspect();
-                    connect_failures += 1;
-                    avoid.insert(i);
-                    if connect_failures >= 2 {
-                        exclude.insert(i);
-                    }
-                }
-                last_err = err;
+                on_connect_failure(&endpoint, err);
+                plan.after_connect_failure(i, err);
                 continue;
             }
         };
         // A copy for a resend after a send failure, made only when one could happen.
-        let retry_copy = (replayable && resendable && x.retries < cfg.retry.attempts)
-            .then(|| clone_request(&pending))
-            .flatten();
-        let response = await_response(
-            pooled.sender.try_send_request(pending),
-            &entry,
-            cfg.app.response_timeout,
-        )
-        .await;
-        let err = match response {
-            Ok(Ok(mut resp)) => {
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    let Some(client_upgrade) = client_upgrade else {
-                        return Err(ProxyError::BadResponse); // an upgrade nobody asked for
-                    };
-                    tunnel::spawn(
-                        client_upgrade,
-                        hyper::upgrade::on(&mut resp),
-                        websocket,
-                        x.shared().clone(),
-                        entry.request_id.clone(),
-                    );
-                    let (mut parts, _) = resp.into_parts();
-                    headers::strip_hop_by_hop(&mut parts.headers, true);
-                    return Ok(Response::from_parts(parts, ProxyBody::full(Bytes::new())));
-                }
-                let (mut parts, body) = resp.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers, false);
-                x.lease(outstanding, pooled, snap.pool);
-                return Ok(Response::from_parts(parts, ProxyBody::upstream(body)));
-            }
-            Ok(Err(mut err)) => {
-                if let Some(unsent) = err.take_message() {
-                    // The pooled connection closed before our request went
-                    // out: nothing was sent, try again.
+        let copy = plan.wants_copy().then(|| clone_request(&pending)).flatten();
+        let send = pooled.sender.try_send_request(pending);
+        let (err, cause) = match await_response(send, entry, snap.config.app.response_timeout).await
+        {
+            Ok(Ok(resp)) => return Ok((resp, outstanding, pooled)),
+            Ok(Err(mut failed)) => match failed.take_message() {
+                // The pooled connection closed before our request went out:
+                // nothing was sent, try again.
+                Some(unsent) => {
                     pending = unsent;
                     continue;
                 }
-                classify_exchange(err.error(), entry.body_over_limit.load(Ordering::Relaxed))
-            }
-            Err(timeout) => timeout,
+                None => {
+                    let cause = failed.into_error();
+                    (classify_exchange(&cause), Some(cause))
+                }
+            },
+            Err(timeout) => (timeout, None),
         };
-        tracing::debug!(endpoint = %endpoint.name, kind = err.kind(), reused = pooled.reused, "app exchange failed");
-        if err.is_upstream() {
-            endpoint.metrics.failure(err.kind());
-        }
-        if err.suggests_crash() {
-            endpoint.passive_suspect();
-            if let Some(report) = x.ticket().crash_report(err.kind()) {
-                endpoint.metrics.crashes.inc();
-                log_crash(&report);
-            }
-        }
+        tracing::debug!(endpoint = %endpoint.name, kind = err.kind(), reused = pooled.reused, ?cause, "app exchange failed");
+        on_app_failure(&endpoint, err, ticket);
         drop(outstanding);
-        let Some(copy) = retry_copy.filter(|_| retry::may_resend(err, resendable, replayable))
-        else {
+        let Some(copy) = copy else { return Err(err) };
+        let Some(pause) = plan.after_send_failure(i, err, entry) else {
             return Err(err);
         };
-        if !shared.retry_budget.try_acquire(cfg.retry.budget_percent) {
-            shared.metrics.retry_budget_exhausted.inc();
-            tracing::warn!(endpoint = %endpoint.name, request_id = ?entry.request_id, "retry budget exhausted; not retrying");
-            return Err(err);
-        }
-        sent_failure = Some(err);
-        shared.metrics.retries.inc();
-        x.retries += 1;
-        avoid.insert(i);
         pending = copy;
-        tokio::time::sleep(retry::backoff(x.retries - 1)).await;
-        // The same endpoint may serve the retry once it has recovered.
-        hold_until = Instant::now() + cfg.unavailable.hold;
+        tokio::time::sleep(pause).await;
     }
-    Err(sent_failure.unwrap_or(last_err))
+    Err(plan.give_up())
+}
+
+/// The app agreed to switch protocols: splice the two upgraded connections
+/// (in the background) and pass the `101` on.
+fn tunnel_response(
+    mut resp: Response<Incoming>,
+    client: hyper::upgrade::OnUpgrade,
+    websocket: bool,
+    x: &Exchange,
+) -> Response<ProxyBody> {
+    tunnel::spawn(
+        client,
+        hyper::upgrade::on(&mut resp),
+        websocket,
+        x.shared().clone(),
+        x.ticket().entry().request_id.clone(),
+    );
+    let (mut parts, _) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, true);
+    Response::from_parts(parts, ProxyBody::full(Bytes::new()))
 }
 
 type SendResult =

@@ -63,6 +63,7 @@ impl Shared {
         metrics.last_reload_success.set(unix_now());
         metrics.last_reload_successful.set(1);
         metrics.config_in_force(&config.source_hash, None);
+        metrics.declare_reload_results(ReloadResult::ALL.map(ReloadResult::as_str));
         let maintenance = Maintenance::default();
         maintenance.set(
             maintenance::Source::Config,

@@ -32,6 +32,13 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
+    pub const ALL: [ReloadResult; 4] = [
+        ReloadResult::Success,
+        ReloadResult::Invalid,
+        ReloadResult::Unchanged,
+        ReloadResult::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReloadResult::Success => "success",

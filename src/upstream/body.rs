@@ -2,6 +2,7 @@
 //! bytes for crash reports and enforcing `client.max_body_size`), or replayed
 //! from a small buffer so an idempotent request can be retried.
 
+use crate::error::BodyTooLarge;
 use crate::inflight::Entry;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -40,11 +41,6 @@ impl StreamingBody {
     }
 }
 
-/// The request body went over `client.max_body_size` while streaming.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds client.max_body_size")]
-pub struct BodyTooLarge;
-
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -73,7 +69,6 @@ impl Body for UpstreamBody {
                         .fetch_add(data.len() as u64, Ordering::Relaxed)
                         + data.len() as u64;
                     if total > s.limit {
-                        s.entry.body_over_limit.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                 }

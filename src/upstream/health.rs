@@ -2,6 +2,7 @@
 //! passive signals. Pure — time comes in as arguments — so it is tested
 //! without sockets or clocks.
 
+use crate::metrics::ProbeResult;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,14 +31,19 @@ pub enum ProbeOutcome {
 }
 
 impl ProbeOutcome {
-    pub fn label(self) -> &'static str {
+    /// The metric label set this outcome falls in.
+    pub fn result(self) -> ProbeResult {
         match self {
-            ProbeOutcome::Healthy(_) => "healthy",
-            ProbeOutcome::BadStatus(_) => "bad_status",
-            ProbeOutcome::Refused => "refused",
-            ProbeOutcome::Timeout => "timeout",
-            ProbeOutcome::Failed => "failed",
+            ProbeOutcome::Healthy(_) => ProbeResult::Healthy,
+            ProbeOutcome::BadStatus(_) => ProbeResult::BadStatus,
+            ProbeOutcome::Refused => ProbeResult::Refused,
+            ProbeOutcome::Timeout => ProbeResult::Timeout,
+            ProbeOutcome::Failed => ProbeResult::Failed,
         }
+    }
+
+    pub fn label(self) -> &'static str {
+        self.result().label()
     }
 
     fn describe(self) -> String {

@@ -12,7 +12,7 @@ mod pool;
 pub mod probe;
 
 pub use balance::{reserve, IndexSet, Limits, ReserveError};
-pub use body::{BodyTooLarge, BoxError, StreamingBody, UpstreamBody};
+pub use body::{BoxError, StreamingBody, UpstreamBody};
 pub use pool::{PoolSettings, PooledConn};
 
 use crate::config::HealthConfig;
@@ -129,7 +129,7 @@ impl Endpoint {
 
     /// Feeds an active probe result.
     pub fn record_probe(&self, outcome: ProbeOutcome, latency: Duration, cfg: &HealthConfig) {
-        self.metrics.probe(outcome.label(), latency);
+        self.metrics.probe(outcome.result(), latency);
         let t = self.health_lock().on_probe(
             outcome,
             latency,
