@@ -34,7 +34,8 @@ USER 65532:65532
 # 8080: client listener (the Service's target); 9901: admin port (probes,
 # /metrics, /status, operator endpoints).
 EXPOSE 8080 9901
-# SIGTERM starts the drain (see README "Shutdown"); a second one exits at once.
+# SIGTERM starts the drain (see docs/drain-and-kubernetes.md); a second one
+# exits at once.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/lifeguard"]
 CMD ["--config", "/etc/lifeguard/config.yaml"]

@@ -116,7 +116,7 @@ lifeguard's margin after it: max(2s, 5% of the grace period), the rule
 {{- toYaml $c -}}
 {{- end -}}
 
-{{/* The app container's preStop handler (see README.md, "Shutdown"). */}}
+{{/* The app container's preStop handler (see docs/drain-and-kubernetes.md). */}}
 {{- define "lifeguard.appPreStop" -}}
 {{- $native := eq .Values.sidecar.mode "native" -}}
 {{- $base := printf "http://127.0.0.1:%d" (int .Values.lifeguard.adminPort) -}}
