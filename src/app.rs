@@ -27,10 +27,8 @@ use crate::server::{listener, tls};
 use crate::shutdown::{reached, DrainOutcome, Phase};
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// A started proxy.
 #[derive(Debug)]
@@ -102,10 +100,8 @@ impl Running {
     /// Gives `/admin/drained` waiters (an app container's preStop hook) up to
     /// a second to receive their answer before the process exits.
     async fn let_waiters_hear(&self) {
-        let until = Instant::now() + Duration::from_secs(1);
-        while self.shared.drained_waiters.load(Ordering::Acquire) > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let waiters = self.shared.drained_waiters.until_idle();
+        let _ = tokio::time::timeout(Duration::from_secs(1), waiters).await;
         // The answer is written after the handler returns.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -34,6 +34,12 @@ pub struct LogGuard {
     _flush: tracing_appender::non_blocking::WorkerGuard,
 }
 
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogGuard")
+    }
+}
+
 /// Installs the global subscriber. Returns `None` if one is already installed
 /// (several in-process test servers share one).
 pub fn init(cfg: &LogConfig) -> Option<LogGuard> {

@@ -2,7 +2,8 @@
 //! every task (accept loops, connections, admin) sees the same phase.
 
 use serde::Serialize;
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,4 +47,90 @@ pub enum DrainOutcome {
 /// Resolves once the phase reaches `at` (or the phase sender is gone).
 pub async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
     let _ = phase.wait_for(|p| *p >= at).await;
+}
+
+/// A count of things a drain must wait for (open client connections,
+/// tunnels, requests in flight; or `/admin/drained` callers still to be
+/// answered) that wakes whoever waits for it to reach zero, so a drain
+/// ends the moment the last one finishes instead of on a polling tick.
+#[derive(Debug, Default)]
+pub struct Activity {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Activity {
+    pub fn enter(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn leave(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// `enter` now, `leave` when the guard drops (also on panic or cancel).
+    pub fn hold(&self) -> Held<'_> {
+        self.enter();
+        Held(self)
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the count is zero.
+    pub async fn until_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a `leave` between the check
+            // and the await is not missed.
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One unit of `Activity`, left when dropped.
+#[derive(Debug)]
+pub struct Held<'a>(&'a Activity);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn activity_wakes_at_zero() {
+        let a = Arc::new(Activity::default());
+        a.until_idle().await; // idle from the start
+        a.enter();
+        let held = a.hold();
+        let waiter = tokio::spawn({
+            let a = a.clone();
+            async move { a.until_idle().await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished(), "one left");
+        a.leave();
+        tokio::time::timeout(Duration::from_millis(1), waiter)
+            .await
+            .expect("woken at zero")
+            .unwrap();
+    }
 }

@@ -19,7 +19,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -183,10 +182,9 @@ async fn drained(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
         Some(Ok(d)) => d.min(MAX_WAIT),
         Some(Err(e)) => return text(StatusCode::BAD_REQUEST, &format!("wait: {e}\n")),
     };
-    shared.drained_waiters.fetch_add(1, Ordering::AcqRel);
+    let _waiting = shared.drained_waiters.hold();
     let mut phase = shared.phase.subscribe();
     let _ = tokio::time::timeout(wait, phase.wait_for(|p| *p == Phase::Stopped)).await;
-    shared.drained_waiters.fetch_sub(1, Ordering::AcqRel);
     let drained = shared.phase() == Phase::Stopped;
     let body = serde_json::json!({
         "drained": drained,

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 #[derive(Debug, Serialize)]
-pub struct Status {
+pub(super) struct Status {
     pub version: &'static str,
     pub phase: Phase,
     pub ready: bool,
@@ -26,7 +26,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ConfigStatus {
+pub(super) struct ConfigStatus {
     pub generation: u64,
     pub sha256: String,
     /// The file reloads read (`None`: not loaded from a file).
@@ -37,7 +37,7 @@ pub struct ConfigStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct MaintenanceStatus {
+pub(super) struct MaintenanceStatus {
     pub on: bool,
     /// Which switches are on: `config`, `flag_file`, `admin`.
     pub sources: Vec<&'static str>,
@@ -47,14 +47,14 @@ pub struct MaintenanceStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct TlsStatus {
+pub(super) struct TlsStatus {
     pub cert_file: String,
     /// SHA-256 over the certificate and key files being served.
     pub files_sha256: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct EndpointStatus {
+pub(super) struct EndpointStatus {
     pub endpoint: String,
     pub state: State,
     pub in_flight: usize,
@@ -65,7 +65,7 @@ pub struct EndpointStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ProbeStatus {
+pub(super) struct ProbeStatus {
     pub result: &'static str,
     pub status: Option<u16>,
     pub latency_ms: f64,
@@ -81,7 +81,7 @@ fn unix_ms(t: Instant) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub fn build(shared: &Shared) -> Status {
+pub(super) fn build(shared: &Shared) -> Status {
     use crate::upstream::health::ProbeOutcome;
     let snap = shared.snapshot.load();
     let endpoints = snap

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub listen: Option<String>,
     #[serde(default)]
     pub admin: RawAdmin,
@@ -35,13 +35,13 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawReload {
+pub(super) struct RawReload {
     pub poll_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMaintenance {
+pub(super) struct RawMaintenance {
     pub enabled: Option<bool>,
     pub flag_file: Option<String>,
     pub retry_after: Option<String>,
@@ -55,14 +55,14 @@ pub struct RawMaintenance {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(super) struct RawTls {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRetry {
+pub(super) struct RawRetry {
     pub buffer_limit: Option<String>,
     pub attempts: Option<u32>,
     pub budget_percent: Option<u32>,
@@ -71,7 +71,7 @@ pub struct RawRetry {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHealth {
+pub(super) struct RawHealth {
     pub mode: Option<String>,
     pub path: Option<String>,
     pub interval: Option<String>,
@@ -85,7 +85,7 @@ pub struct RawHealth {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDrain {
+pub(super) struct RawDrain {
     pub delay: Option<String>,
     pub timeout: Option<String>,
     pub grace_period: Option<String>,
@@ -93,14 +93,14 @@ pub struct RawDrain {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     pub listen: Option<String>,
     pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawApp {
+pub(super) struct RawApp {
     pub endpoints: Option<Vec<String>>,
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
@@ -112,7 +112,7 @@ pub struct RawApp {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawClient {
+pub(super) struct RawClient {
     pub header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_header_size: Option<String>,
@@ -124,14 +124,14 @@ pub struct RawClient {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUnavailable {
+pub(super) struct RawUnavailable {
     pub retry_after: Option<String>,
     pub hold: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLog {
+pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
 }

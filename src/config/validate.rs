@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Validates everything; `Err` holds every problem found, each naming its field.
-pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
+pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
     let mut p = Problems::default();
     let (listen, admin) = listeners(&raw, &mut p);
     let config = Config {

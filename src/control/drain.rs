@@ -4,7 +4,6 @@
 use crate::runtime::Shared;
 use crate::shutdown::{reached, DrainOutcome, Phase};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Waits for a drain request, then runs the drain to `Stopped`.
@@ -23,22 +22,10 @@ pub async fn drive_drain(shared: Arc<Shared>) {
         connections = shared.metrics.connections_open.get(),
         "closing: stopped accepting; connections close as their requests finish"
     );
-    let outcome = loop {
-        let in_flight = shared.inflight.len();
-        let open = shared.metrics.connections_open.get() + shared.metrics.tunnels_open.get();
-        if in_flight == 0 && open == 0 {
-            break DrainOutcome::Clean;
-        }
-        if Instant::now() >= deadline {
-            if in_flight > 0 {
-                let left = serde_json::to_string(&shared.inflight.snapshot()).unwrap_or_default();
-                tracing::warn!(in_flight, requests = %left, "drain.timeout reached with requests in flight");
-            }
-            break DrainOutcome::Deadline {
-                left_in_flight: in_flight,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let outcome = tokio::select! {
+        biased;
+        _ = shared.activity.until_idle() => DrainOutcome::Clean,
+        _ = tokio::time::sleep_until(deadline) => timed_out(&shared),
     };
     let _ = shared.drain_outcome.set(outcome);
     shared.phase.send_replace(Phase::Stopped);
@@ -47,4 +34,16 @@ pub async fn drive_drain(shared: Arc<Shared>) {
         took_ms = started.elapsed().as_millis() as u64,
         "drained"
     );
+}
+
+/// `drain.timeout` came with something still open: say which requests.
+fn timed_out(shared: &Shared) -> DrainOutcome {
+    let in_flight = shared.inflight.len();
+    if in_flight > 0 {
+        let left = serde_json::to_string(&shared.inflight.snapshot()).unwrap_or_default();
+        tracing::warn!(in_flight, requests = %left, "drain.timeout reached with requests in flight");
+    }
+    DrainOutcome::Deadline {
+        left_in_flight: in_flight,
+    }
 }

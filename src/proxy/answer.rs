@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// One answer written by lifeguard rather than the app.
 #[derive(Debug)]
-pub struct Answer {
+pub(super) struct Answer {
     pub status: StatusCode,
     /// A JSON body (for clients that prefer it) or an HTML page.
     pub body: Page,
@@ -24,13 +24,13 @@ pub struct Answer {
 }
 
 #[derive(Debug)]
-pub enum Page {
+pub(super) enum Page {
     Json(String),
     Html(Bytes),
 }
 
 impl Answer {
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(super) fn into_response(self) -> Response<ProxyBody> {
         let (ctype, body) = match self.body {
             Page::Json(s) => ("application/json", Bytes::from(s)),
             Page::Html(b) => ("text/html; charset=utf-8", b),

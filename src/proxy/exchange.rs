@@ -51,6 +51,7 @@ impl Exchange {
     pub fn new(shared: Arc<Shared>, ticket: Ticket, conn: Arc<ConnState>) -> Exchange {
         conn.request_started();
         shared.metrics.in_flight.inc();
+        shared.activity.enter();
         Exchange {
             shared,
             ticket,
@@ -116,6 +117,7 @@ impl Drop for Exchange {
         let status = if self.status == 0 { 499 } else { self.status };
         let m = &self.shared.metrics;
         m.in_flight.dec();
+        self.shared.activity.leave();
         m.observe_request(&e.method, status, self.started.elapsed());
         if self.outcome == Outcome::InProgress {
             m.client_aborts.inc();

@@ -10,7 +10,7 @@ use crate::upstream::Endpoint;
 /// A connect to `endpoint` failed (nothing was sent). A refusal means the
 /// process is not listening: down now. Anything else (often one dropped SYN
 /// on a full accept queue) only makes it suspect.
-pub fn on_connect_failure(endpoint: &Endpoint, err: ProxyError) {
+pub(super) fn on_connect_failure(endpoint: &Endpoint, err: ProxyError) {
     tracing::debug!(endpoint = %endpoint.name, error = err.kind(), "connect failed");
     endpoint.metrics.failure(err);
     if err == ProxyError::AppRefused {
@@ -21,7 +21,7 @@ pub fn on_connect_failure(endpoint: &Endpoint, err: ProxyError) {
 }
 
 /// The app failed a request that had reached it (`ticket`'s).
-pub fn on_app_failure(endpoint: &Endpoint, err: ProxyError, ticket: &Ticket) {
+pub(super) fn on_app_failure(endpoint: &Endpoint, err: ProxyError, ticket: &Ticket) {
     if err.is_upstream() {
         endpoint.metrics.failure(err);
     }

@@ -11,7 +11,12 @@ use std::net::IpAddr;
 /// Whether a request still reaches the app during maintenance: its path is
 /// under an allowed prefix, its peer in a bypass CIDR, or it carries the
 /// bypass header with the right token.
-pub fn bypassed(cfg: &MaintenanceConfig, peer: IpAddr, path: &str, headers: &HeaderMap) -> bool {
+pub(super) fn bypassed(
+    cfg: &MaintenanceConfig,
+    peer: IpAddr,
+    path: &str,
+    headers: &HeaderMap,
+) -> bool {
     if cfg.allow_paths.iter().any(|p| under_prefix(path, p)) {
         return true;
     }
@@ -48,7 +53,7 @@ const MESSAGE: &str = "The service is down for maintenance. Please try again lat
 
 /// The maintenance answer: `503`, `Retry-After`, `Proxy-Status`, and the
 /// page prepared at config load (or JSON for clients that prefer it).
-pub fn response(
+pub(super) fn response(
     cfg: &MaintenanceConfig,
     wants_json: bool,
     request_id: &HeaderValue,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// What a synthesized response needs to know about its request.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestFacts {
+pub(super) struct RequestFacts {
     pub version: Version,
     pub idempotent: bool,
     pub wants_json: bool,
@@ -58,7 +58,7 @@ fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
 }
 
 /// Builds lifeguard's own answer for `err`.
-pub fn error_response(
+pub(super) fn error_response(
     err: ProxyError,
     facts: RequestFacts,
     request_id: &HeaderValue,

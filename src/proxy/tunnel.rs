@@ -24,7 +24,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const CLOSE_TO_CLIENT: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
 
 /// Joins the client's and the app's upgraded connections in a background task.
-pub fn spawn(
+pub(super) fn spawn(
     client: OnUpgrade,
     app: OnUpgrade,
     websocket: bool,
@@ -47,7 +47,9 @@ pub fn spawn(
         };
         let open = &shared.metrics.tunnels_open;
         open.inc();
+        let busy = shared.activity.hold();
         let (up, down) = relay(client, app, websocket, shared.phase.subscribe()).await;
+        drop(busy);
         open.dec();
         tracing::debug!(?request_id, up, down, "tunnel closed");
     });

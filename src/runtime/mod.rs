@@ -21,10 +21,9 @@ pub use snapshot::Snapshot;
 use crate::config::Config;
 use crate::inflight::Registry;
 use crate::metrics::Metrics;
-use crate::shutdown::Phase;
+use crate::shutdown::{Activity, Phase};
 use crate::upstream::Signals;
 use arc_swap::ArcSwap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
@@ -38,9 +37,12 @@ pub struct Shared {
     pub signals: Arc<Signals>,
     pub retry_budget: RetryBudget,
     pub metrics: Metrics,
+    /// What a drain waits for: open client connections, tunnels and
+    /// requests in flight.
+    pub activity: Activity,
     /// Requests waiting on `/admin/drained`: the process lets them be
     /// answered before it exits.
-    pub drained_waiters: AtomicUsize,
+    pub drained_waiters: Activity,
     /// Set once when the drain ends.
     pub drain_outcome: std::sync::OnceLock<crate::shutdown::DrainOutcome>,
     /// Maintenance switches (config, flag file, admin); the request path
@@ -87,7 +89,8 @@ impl Shared {
             inflight: Arc::new(Registry::default()),
             ids: RequestIds::default(),
             phase: watch::Sender::new(Phase::Starting),
-            drained_waiters: AtomicUsize::new(0),
+            activity: Activity::default(),
+            drained_waiters: Activity::default(),
             drain_outcome: std::sync::OnceLock::new(),
         }
     }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 const PREFACE: &[u8; PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves one plain-TCP client connection until it closes.
-pub async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+pub(super) async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let client = shared.snapshot.load().config.client.clone();
     let _ = stream.set_nodelay(true);
     let mut prefix = [0u8; PREFACE_LEN];
@@ -66,7 +66,7 @@ async fn sniff(
 
 /// Serves a connection over any transport (plain TCP, or TLS later).
 #[allow(clippy::too_many_arguments)]
-pub async fn serve_io<I>(
+pub(super) async fn serve_io<I>(
     io: I,
     prefix: [u8; PREFACE_LEN],
     prefix_len: usize,

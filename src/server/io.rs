@@ -10,10 +10,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Length of the HTTP/2 connection preface (RFC 9113 §3.4).
-pub const PREFACE_LEN: usize = 24;
+pub(super) const PREFACE_LEN: usize = 24;
 
 #[derive(Debug)]
-pub struct TrackedIo<T> {
+pub(super) struct TrackedIo<T> {
     inner: T,
     state: Arc<ConnState>,
     prefix: [u8; PREFACE_LEN],
@@ -22,7 +22,7 @@ pub struct TrackedIo<T> {
 }
 
 impl<T> TrackedIo<T> {
-    pub fn new(
+    pub(super) fn new(
         inner: T,
         state: Arc<ConnState>,
         prefix: [u8; PREFACE_LEN],

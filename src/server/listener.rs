@@ -50,12 +50,14 @@ pub async fn accept_loop(
                     let tls = tls.clone();
                     shared.metrics.connections_accepted.inc();
                     shared.metrics.connections_open.inc();
+                    shared.activity.enter();
                     tokio::spawn(async move {
                         match tls {
                             Some(tls) => super::tls::serve(stream, peer, shared.clone(), tls).await,
                             None => conn::serve_tcp(stream, peer, shared.clone()).await,
                         }
                         shared.metrics.connections_open.dec();
+                        shared.activity.leave();
                         drop(permit);
                     });
                 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-pub type Sender = http1::SendRequest<UpstreamBody>;
+pub(super) type Sender = http1::SendRequest<UpstreamBody>;
 
 /// Pool limits, taken from the config snapshot of the request.
 #[derive(Debug, Clone, Copy)]
