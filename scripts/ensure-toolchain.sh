@@ -23,9 +23,7 @@ say() { echo "ensure-toolchain: $*" >&2; }
 
 channel="$(sed -n 's/^[[:space:]]*channel[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' rust-toolchain.toml)"
 [[ -n "$channel" ]] || { say "no channel in rust-toolchain.toml"; exit 1; }
-host="$(rustc +stable -vV | sed -n 's/^host: //p')"
-
-listed() { rustup toolchain list | grep -Eq "^${channel//./\\.}(-$host)?( |$)"; }
+listed() { rustup toolchain list | grep -E "^${channel//./\\.}(-[^ ]+)?( |$)" >/dev/null; }
 
 check() {
   rustc "+$channel" --version >/dev/null \
@@ -51,13 +49,14 @@ if timeout 600 rustup toolchain install "$channel" --profile minimal -c rustfmt 
 fi
 
 want_minor="${channel%.*}"                       # 1.95.0 -> 1.95
-stable_version="$(rustc +stable --version | awk '{print $2}')"
+stable_version="$(rustc +stable --version 2>/dev/null | awk '{print $2}')" || true
 if [[ "${stable_version%.*}" != "$want_minor" ]]; then
-  say "cannot install $channel, and stable is $stable_version, not $want_minor.x: giving up"
+  say "cannot install $channel, and stable is ${stable_version:-not installed}, not $want_minor.x: giving up"
   exit 1
 fi
 
 sysroot="$(rustc +stable --print sysroot)"
+host="$(rustc +stable -vV | sed -n 's/^host: //p')"
 say "install failed; linking $channel to the installed stable $stable_version ($sysroot)"
 if ! rustup toolchain link "$channel" "$sysroot" 2>/dev/null; then
   toolchains="$(rustup show home)/toolchains"
