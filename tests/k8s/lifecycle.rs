@@ -265,7 +265,7 @@ async fn client(
             continue;
         }
         let ms = fastrand::u64(0..150);
-        let req = if n % 2 == 0 {
+        let req = if n.is_multiple_of(2) {
             hyper::Request::get(format!("/work?ms={ms}"))
                 .header("host", "demo")
                 .body(Full::new(Bytes::new()))
