@@ -135,15 +135,15 @@ impl ConnState {
         let (deadline, kind) = if head != 0 {
             (head + header.as_millis() as u64, Expiry::HeaderTimeout)
         } else {
-            (
-                self.idle_since_ms.load(Ordering::SeqCst) + idle.as_millis() as u64,
-                Expiry::Idle,
-            )
+            // 0: no request yet, idle since the connection opened (stamp 1).
+            let since = self.idle_since_ms.load(Ordering::SeqCst).max(1);
+            (since + idle.as_millis() as u64, Expiry::Idle)
         };
         if now >= deadline {
             Ok(kind)
         } else {
-            Err(self.epoch + Duration::from_millis(deadline))
+            // Stamps are milliseconds after `epoch` plus one (0 means unset).
+            Err(self.epoch + Duration::from_millis(deadline - 1))
         }
     }
 }
@@ -152,9 +152,8 @@ impl ConnState {
 mod tests {
     use super::*;
 
-    #[test]
-    #[allow(clippy::disallowed_methods)] // a plain unit test, no runtime to stall
-    fn idle_then_header_timeout() {
+    #[tokio::test(start_paused = true)]
+    async fn idle_then_header_timeout() {
         let client = crate::config::Config::from_yaml("", "t").unwrap().client;
         let s = ConnState::new(
             "127.0.0.1:1".parse().unwrap(),
@@ -170,7 +169,7 @@ mod tests {
             "fresh connection is within idle time"
         );
         s.bytes_arrived();
-        std::thread::sleep(Duration::from_millis(2));
+        tokio::time::advance(Duration::from_millis(2)).await;
         assert_eq!(s.expiry(idle, header), Ok(Expiry::HeaderTimeout));
         s.request_started();
         assert!(
@@ -182,5 +181,41 @@ mod tests {
             s.expiry(Duration::ZERO, Duration::from_secs(60)),
             Ok(Expiry::Idle)
         );
+    }
+
+    /// The watchdog's deadline moves with the connection's state, on
+    /// tokio's clock: idle time counts from the last finished request, and a
+    /// head that starts arriving gets `header_timeout` from its first byte.
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_the_clock() {
+        let client = crate::config::Config::from_yaml("", "t").unwrap().client;
+        let s = ConnState::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "http",
+            false,
+            false,
+            &client,
+        );
+        let idle = Duration::from_secs(60);
+        let header = Duration::from_secs(10);
+        let start = Instant::now();
+        assert_eq!(s.expiry(idle, header), Err(start + idle));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        s.request_started();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(s.expiry(idle, header).is_err(), "busy for 50 s: not idle");
+        s.request_finished();
+        let done = Instant::now();
+        assert_eq!(
+            s.expiry(idle, header),
+            Err(done + idle),
+            "idle counts from the end"
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        s.bytes_arrived();
+        let head = Instant::now();
+        assert_eq!(s.expiry(idle, header), Err(head + header));
+        tokio::time::advance(header).await;
+        assert_eq!(s.expiry(idle, header), Ok(Expiry::HeaderTimeout));
     }
 }

@@ -41,15 +41,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Serves one client request. Never returns `Err`.
+///
+/// Everything logged while serving it sits in a `request` span (id, method).
+/// The span is at debug level: disabled, it costs one atomic load; an
+/// info-level span would cost a formatted allocation per request, and the
+/// events that matter at info (access log, crash report) carry the id.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let snap = shared.snapshot.load_full();
     let request_id = shared.ids.for_request(req.headers());
+    let span = tracing::debug_span!("request", id = ?request_id, method = %req.method());
+    serve(shared, conn, req, request_id).instrument(span).await
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+    request_id: http::HeaderValue,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let snap = shared.snapshot.load_full();
     let facts = RequestFacts {
         version: req.version(),
         idempotent: retry::resendable_method(
@@ -255,17 +271,14 @@ fn tunnel_response(
     Response::from_parts(parts, ProxyBody::full(Bytes::new()))
 }
 
-type SendResult =
-    Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
-
 /// Waits for the app's response headers. `app.response_timeout` counts from
 /// the moment the request body has been fully sent: a slow upload is the
 /// client's pace, not the app's silence.
-async fn await_response(
-    send: impl std::future::Future<Output = SendResult>,
+async fn await_response<T>(
+    send: impl std::future::Future<Output = T>,
     entry: &Entry,
     timeout: Duration,
-) -> Result<SendResult, ProxyError> {
+) -> Result<T, ProxyError> {
     tokio::pin!(send);
     let mut deadline = Instant::now() + timeout;
     loop {
@@ -328,4 +341,55 @@ fn clone_request(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry::new(
+            http::HeaderValue::from_static("t"),
+            http::Method::POST,
+            http::Uri::from_static("/"),
+            "127.0.0.1:1".parse().unwrap(),
+        )
+    }
+
+    /// `app.response_timeout` counts from the end of the request body, not
+    /// from the start of the send: a slow upload is not the app's silence.
+    #[tokio::test(start_paused = true)]
+    async fn response_timeout_counts_from_the_end_of_the_body() {
+        let e = entry();
+        let timeout = Duration::from_secs(10);
+        let start = Instant::now();
+        let upload_then_answer = async {
+            tokio::time::sleep(Duration::from_secs(25)).await; // slow upload
+            e.mark_body_sent();
+            tokio::time::sleep(Duration::from_secs(9)).await; // app answers in 9 s
+            "response"
+        };
+        let r = await_response(upload_then_answer, &e, timeout).await;
+        assert_eq!(r, Ok("response"));
+        assert_eq!(start.elapsed(), Duration::from_secs(34));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_app_times_out_after_the_body() {
+        let e = entry();
+        let timeout = Duration::from_secs(10);
+        let start = Instant::now();
+        let upload_then_silence = async {
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            e.mark_body_sent();
+            std::future::pending::<()>().await;
+        };
+        let r = await_response(upload_then_silence, &e, timeout).await;
+        assert_eq!(r, Err(ProxyError::ResponseTimeout));
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(35) && waited < Duration::from_secs(36),
+            "{waited:?}"
+        );
+    }
 }

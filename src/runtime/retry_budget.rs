@@ -84,6 +84,7 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn budget_has_a_floor_and_a_share() {
@@ -98,5 +99,22 @@ mod tests {
         // 20 % of 100 requests = 20 retries, 3 already used.
         let granted = (0..50).filter(|_| b.try_acquire(20)).count();
         assert_eq!(granted, 17);
+    }
+
+    /// The window slides on tokio's clock: what was spent more than ten
+    /// seconds ago is available again, and old requests stop counting.
+    #[tokio::test(start_paused = true)]
+    async fn window_slides() {
+        let b = RetryBudget::default();
+        for _ in 0..100 {
+            b.record_request();
+        }
+        assert_eq!((0..50).filter(|_| b.try_acquire(10)).count(), 10);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(!b.try_acquire(10), "still inside the window");
+        tokio::time::advance(Duration::from_secs(WINDOW_SECS)).await;
+        // The 100 requests aged out with the retries: only the floor is left.
+        let granted = (0..50).filter(|_| b.try_acquire(10)).count();
+        assert_eq!(granted as u64, BUDGET_FLOOR);
     }
 }

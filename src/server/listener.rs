@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 /// Binds a TCP listener. The backlog matters for a sidecar behind a busy
 /// Service: the default of 128 overflows under connection bursts.
@@ -51,6 +52,8 @@ pub async fn accept_loop(
                     shared.metrics.connections_accepted.inc();
                     shared.metrics.connections_open.inc();
                     shared.activity.enter();
+                    // Debug level for the same reason as the request span.
+                    let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
                     tokio::spawn(async move {
                         match tls {
                             Some(tls) => super::tls::serve(stream, peer, shared.clone(), tls).await,
@@ -59,7 +62,7 @@ pub async fn accept_loop(
                         shared.metrics.connections_open.dec();
                         shared.activity.leave();
                         drop(permit);
-                    });
+                    }.instrument(span));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
