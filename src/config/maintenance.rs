@@ -30,6 +30,25 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
     let template = page_file.as_ref().and_then(|path| read_page(path, p));
     let page = super::page::render_page(template.as_deref(), retry_after);
 
+    MaintenanceConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        flag_file: raw
+            .flag_file
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        retry_after,
+        page,
+        page_file,
+        allow_paths: allow_paths(raw, p),
+        bypass_cidrs: bypass_cidrs(raw, p),
+        bypass: bypass(raw, p),
+        ready: raw.ready.unwrap_or(true),
+    }
+}
+
+/// Path prefixes still sent to the app; each must start with `/`.
+fn allow_paths(raw: &RawMaintenance, p: &mut Problems) -> Vec<String> {
     let allow_paths = raw.allow_paths.clone().unwrap_or_default();
     for (i, prefix) in allow_paths.iter().enumerate() {
         if !prefix.starts_with('/') {
@@ -39,7 +58,11 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
             );
         }
     }
+    allow_paths
+}
 
+/// Peers whose requests still reach the app: CIDRs or bare addresses.
+fn bypass_cidrs(raw: &RawMaintenance, p: &mut Problems) -> Vec<ipnet::IpNet> {
     let mut bypass_cidrs = Vec::new();
     for (i, text) in raw.bypass_cidrs.iter().flatten().enumerate() {
         // A bare address means just that address.
@@ -56,10 +79,14 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
             ),
         }
     }
+    bypass_cidrs
+}
 
+/// The bypass header and its token: both or neither.
+fn bypass(raw: &RawMaintenance, p: &mut Problems) -> Option<MaintenanceBypass> {
     let header = raw.bypass_header.as_deref().filter(|s| !s.is_empty());
     let token_file = raw.bypass_token_file.as_deref().filter(|s| !s.is_empty());
-    let bypass = match (header, token_file) {
+    match (header, token_file) {
         (None, None) => None,
         (Some(_), None) => {
             p.push(
@@ -91,22 +118,6 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
                 .zip(token)
                 .map(|(header, token)| MaintenanceBypass { header, token })
         }
-    };
-
-    MaintenanceConfig {
-        enabled: raw.enabled.unwrap_or(false),
-        flag_file: raw
-            .flag_file
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from),
-        retry_after,
-        page,
-        page_file,
-        allow_paths,
-        bypass_cidrs,
-        bypass,
-        ready: raw.ready.unwrap_or(true),
     }
 }
 

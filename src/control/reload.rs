@@ -20,6 +20,7 @@ use crate::config::{sha256_hex, Config};
 use crate::runtime::{
     unix_ms, unix_now, Memory, Outcome, ReloadResult, Shared, Snapshot, Source, Trigger,
 };
+use rustls::sign::CertifiedKey;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,22 +147,7 @@ async fn attempt(
     let parsed = tokio::task::spawn_blocking(move || Config::from_yaml(&text, &origin)).await;
     let mut config = match parsed {
         Ok(Ok(config)) => config,
-        Ok(Err(e)) => {
-            let problems = e.problems();
-            if memory.bad_config.as_ref() != Some(&hash) {
-                tracing::error!(
-                    path = %path.display(),
-                    sha256 = %hash,
-                    problems = %problems.join("; "),
-                    "config rejected; keeping the running config"
-                );
-            }
-            memory.bad_config = Some(hash.clone());
-            let mut o = outcome(shared, ReloadResult::Invalid, trigger);
-            o.rejected_sha256 = Some(hash);
-            o.errors = problems;
-            return Some(finish(shared, o));
-        }
+        Ok(Err(e)) => return Some(rejected(shared, memory, path, hash, e.problems(), trigger)),
         Err(e) => {
             let mut o = outcome(shared, ReloadResult::Error, trigger);
             o.errors = vec![format!("validation task failed: {e}")];
@@ -177,6 +163,30 @@ async fn attempt(
         return Some(finish(shared, o));
     }
     Some(apply(shared, &running, config, requires_restart, trigger))
+}
+
+/// The new content is invalid: logged once per content hash.
+fn rejected(
+    shared: &Shared,
+    memory: &mut Memory,
+    path: &Path,
+    hash: String,
+    problems: Vec<String>,
+    trigger: Trigger,
+) -> Outcome {
+    if memory.bad_config.as_ref() != Some(&hash) {
+        tracing::error!(
+            path = %path.display(),
+            sha256 = %hash,
+            problems = %problems.join("; "),
+            "config rejected; keeping the running config"
+        );
+    }
+    memory.bad_config = Some(hash.clone());
+    let mut o = outcome(shared, ReloadResult::Invalid, trigger);
+    o.rejected_sha256 = Some(hash);
+    o.errors = problems;
+    finish(shared, o)
 }
 
 /// Counts and records an outcome.
@@ -287,12 +297,8 @@ fn apply(
     shared
         .maintenance
         .set(Source::Config, maintenance, &shared.metrics);
-    if let (Some(resolver), Some((key, sha))) = (&shared.tls, certificate) {
-        if resolver.files_sha256() != sha {
-            resolver.swap(key, sha);
-            shared.metrics.tls_cert_reload(true);
-            tracing::info!("TLS certificate replaced (new files named by the config)");
-        }
+    if let Some((key, sha)) = certificate {
+        replace_certificate(shared, key, sha);
     }
     shared.metrics.config_generation.set(generation as i64);
     shared.metrics.config_in_force(
@@ -307,6 +313,15 @@ fn apply(
     o.requires_restart = requires_restart;
     tracing::info!(generation, sha256 = %o.sha256, trigger = ?trigger, endpoints_added = added, endpoints_removed = removed.len(), "config reloaded");
     finish(shared, o)
+}
+
+/// A reload that names new certificate files serves them at once.
+fn replace_certificate(shared: &Shared, key: Arc<CertifiedKey>, sha: String) {
+    if let Some(resolver) = shared.tls.as_ref().filter(|r| r.files_sha256() != sha) {
+        resolver.swap(key, sha);
+        shared.metrics.tls_cert_reload(true);
+        tracing::info!("TLS certificate replaced (new files named by the config)");
+    }
 }
 
 /// Drops a removed endpoint's metric series now, and again once a probe
