@@ -7,6 +7,7 @@ pub mod certs;
 mod maintenance;
 mod page;
 mod problems;
+pub use problems::Problem;
 mod raw;
 mod secret;
 mod units;
@@ -212,8 +213,16 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
-    #[error("{path}: {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
-    Invalid { path: String, problems: Vec<String> },
+    #[error("{path}: {} problem(s):\n  {}", .problems.len(), lines(.problems))]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+}
+
+fn lines(problems: &[Problem]) -> String {
+    let text: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    text.join("\n  ")
 }
 
 impl ConfigError {
@@ -221,7 +230,19 @@ impl ConfigError {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConfigError::Read { .. } | ConfigError::Syntax { .. } => vec![self.to_string()],
-            ConfigError::Invalid { problems, .. } => problems.clone(),
+            ConfigError::Invalid { problems, .. } => {
+                problems.iter().map(Problem::to_string).collect()
+            }
+        }
+    }
+
+    /// The fields found invalid (none for a read or syntax error).
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => Vec::new(),
+            ConfigError::Invalid { problems, .. } => {
+                problems.iter().map(|p| p.field.as_str()).collect()
+            }
         }
     }
 }
@@ -376,6 +397,15 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(
+            err.fields(),
+            [
+                "app.endpoints[1]",
+                "app.connect_timeout",
+                "unavailable.retry_after",
+                "log.format"
+            ]
+        );
     }
 
     #[test]
@@ -388,6 +418,6 @@ mod tests {
     #[test]
     fn header_limit_never_below_node() {
         let err = Config::from_yaml("client:\n  max_header_size: 8KiB\n", "t").unwrap_err();
-        assert!(err.problems()[0].starts_with("client.max_header_size:"));
+        assert_eq!(err.fields(), ["client.max_header_size"]);
     }
 }

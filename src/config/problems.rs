@@ -7,13 +7,30 @@ use super::units::{parse_duration, parse_size};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// One thing wrong with a config: the field it concerns (as written in
+/// the YAML, e.g. `app.endpoints[1]`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
 /// Collects field-named problems while a config is being validated.
-#[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<String>);
+#[derive(Debug, Default)]
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
     pub(super) fn push(&mut self, field: &str, msg: impl std::fmt::Display) {
-        self.0.push(format!("{field}: {msg}"));
+        self.0.push(Problem {
+            field: field.to_owned(),
+            message: msg.to_string(),
+        });
     }
 
     pub(super) fn addr(&mut self, field: &str, value: Option<&str>, default: &str) -> SocketAddr {

@@ -3,7 +3,7 @@
 //! form `app.endpoints[1]: invalid socket address "x:y"`. One function per
 //! config section; `validate` only assembles them.
 
-use super::problems::{Problems, DAY, HOUR, MS};
+use super::problems::{Problem, Problems, DAY, HOUR, MS};
 use super::raw::{
     RawApp, RawClient, RawConfig, RawDrain, RawHealth, RawLog, RawReload, RawRetry, RawTls,
     RawUnavailable,
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Validates everything; `Err` holds every problem found, each naming its field.
-pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
+pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     let (listen, admin) = listeners(&raw, &mut p);
     let config = Config {
