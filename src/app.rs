@@ -64,11 +64,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tls,
     ));
     tokio::spawn(admin::serve(admin, shared.clone()));
-    tokio::spawn(eviction::evict_idle_app_connections(shared.clone()));
+    tokio::spawn(eviction::evict_idle_app_connections(
+        shared.snapshot.clone(),
+        shared.phase.subscribe(),
+    ));
     tokio::spawn(drain::drive_drain(shared.clone()));
     tokio::spawn(reload::watch(shared.clone()));
-    tokio::spawn(flag_file::watch_flag_file(shared.clone()));
-    probers::spawn_probers(&shared);
+    tokio::spawn(flag_file::watch_flag_file(
+        shared.snapshot.clone(),
+        shared.maintenance.clone(),
+        shared.metrics.clone(),
+        shared.phase.subscribe(),
+    ));
+    probers::spawn_probers(&shared.snapshot, &shared.phase);
 
     shared.phase.send_replace(Phase::Running);
     tracing::info!(listen = %proxy_addr, admin = %admin_addr, tls = https, version = env!("CARGO_PKG_VERSION"), "lifeguard started");

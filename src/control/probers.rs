@@ -3,30 +3,29 @@
 //! a restarted app gets traffic back within a fraction of a second. Passive
 //! signals (a refused or reset request) wake the task for an immediate probe.
 
-use crate::runtime::Shared;
+use crate::runtime::Snapshots;
 use crate::shutdown::Phase;
 use crate::upstream::probe::probe_once;
 use crate::upstream::Endpoint;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Starts the health prober of every endpoint in the current snapshot that
 /// has none yet (endpoints kept across a reload keep theirs).
-pub fn spawn_probers(shared: &Arc<Shared>) {
-    for e in &shared.snapshot.load().endpoints {
+pub fn spawn_probers(snapshots: &Snapshots, phase: &watch::Sender<Phase>) {
+    for e in &snapshots.load().endpoints {
         if !e.prober_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(run(e.clone(), shared.clone()));
+            tokio::spawn(run(e.clone(), snapshots.clone(), phase.subscribe()));
         }
     }
 }
 
 /// Probes `endpoint` until it leaves the config or the process stops.
-pub async fn run(endpoint: Arc<Endpoint>, shared: Arc<Shared>) {
-    let mut phase = shared.phase.subscribe();
+async fn run(endpoint: Arc<Endpoint>, snapshots: Snapshots, mut phase: watch::Receiver<Phase>) {
     loop {
-        if !shared
-            .snapshot
+        if !snapshots
             .load()
             .endpoints
             .iter()
@@ -35,7 +34,7 @@ pub async fn run(endpoint: Arc<Endpoint>, shared: Arc<Shared>) {
             tracing::debug!(endpoint = %endpoint.name, "endpoint removed from config; probes stop");
             return;
         }
-        let cfg = shared.snapshot.load().config.health.clone();
+        let cfg = snapshots.load().config.health.clone();
         let started = Instant::now();
         let outcome = probe_once(endpoint.addr, &cfg).await;
         endpoint.record_probe(outcome, started.elapsed(), &cfg);

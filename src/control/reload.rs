@@ -290,7 +290,7 @@ fn apply(
     );
     shared.snapshot.store(Arc::new(snapshot));
 
-    super::probers::spawn_probers(shared);
+    super::probers::spawn_probers(&shared.snapshot, &shared.phase);
     for name in &removed {
         forget_removed(shared, name.clone());
     }

@@ -27,9 +27,13 @@ use arc_swap::ArcSwap;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
+/// The snapshot store, shared by `Arc` so a task can hold just this.
+pub type Snapshots = Arc<ArcSwap<Snapshot>>;
+
 #[derive(Debug)]
 pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
+    /// The config snapshot store; tasks that need only this get a clone.
+    pub snapshot: Snapshots,
     pub inflight: Arc<Registry>,
     pub ids: RequestIds,
     pub phase: watch::Sender<Phase>,
@@ -47,7 +51,7 @@ pub struct Shared {
     pub drain_outcome: std::sync::OnceLock<crate::shutdown::DrainOutcome>,
     /// Maintenance switches (config, flag file, admin); the request path
     /// reads one atomic.
-    pub maintenance: Maintenance,
+    pub maintenance: Arc<Maintenance>,
     /// Reloads: one at a time, the last outcome, fields awaiting a restart.
     pub reload: ReloadState,
     /// The certificate served on the main listener (TLS on/off needs a
@@ -66,7 +70,7 @@ impl Shared {
         metrics.last_reload_successful.set(1);
         metrics.config_in_force(&config.source_hash, None);
         metrics.declare_reload_results(ReloadResult::ALL.map(ReloadResult::as_str));
-        let maintenance = Maintenance::default();
+        let maintenance = Arc::new(Maintenance::default());
         maintenance.set(
             maintenance::Source::Config,
             config.maintenance.enabled,
@@ -82,7 +86,9 @@ impl Shared {
             reload: ReloadState::default(),
             tls,
             connection_slots,
-            snapshot: ArcSwap::from_pointee(Snapshot::build(config, None, 1, &signals, &metrics)),
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::build(
+                config, None, 1, &signals, &metrics,
+            ))),
             signals,
             metrics,
             retry_budget: RetryBudget::default(),
