@@ -152,16 +152,20 @@ impl ConnState {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_then_header_timeout() {
+    fn plain_connection() -> ConnState {
         let client = crate::config::Config::from_yaml("", "t").unwrap().client;
-        let s = ConnState::new(
+        ConnState::new(
             "127.0.0.1:1".parse().unwrap(),
             "http",
             false,
             false,
             &client,
-        );
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_then_header_timeout() {
+        let s = plain_connection();
         let idle = Duration::from_secs(60);
         let header = Duration::ZERO;
         assert!(
@@ -188,14 +192,7 @@ mod tests {
     /// head that starts arriving gets `header_timeout` from its first byte.
     #[tokio::test(start_paused = true)]
     async fn deadlines_follow_the_clock() {
-        let client = crate::config::Config::from_yaml("", "t").unwrap().client;
-        let s = ConnState::new(
-            "127.0.0.1:1".parse().unwrap(),
-            "http",
-            false,
-            false,
-            &client,
-        );
+        let s = plain_connection();
         let idle = Duration::from_secs(60);
         let header = Duration::from_secs(10);
         let start = Instant::now();
