@@ -6,7 +6,6 @@
 //! in flight finish, and exits as soon as nothing is left — or at
 //! `drain.timeout`, counted from the start of the drain, naming what was left.
 
-mod support;
 
 use http::{Request, Response};
 use hyper::body::Incoming;

@@ -7,7 +7,6 @@
 //!
 //! The tests install the npm packages themselves (`npm ci`, once per run).
 
-mod support;
 use support::node::NodeApp;
 use support::*;
 

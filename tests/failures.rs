@@ -2,7 +2,6 @@
 //! answer, lifeguard answers for it (or retries where that is safe), and a
 //! client connection never closes without an HTTP response once lifeguard
 //! accepted a complete request.
-mod support;
 use support::admin::inflight;
 use support::upstream::{read_request, reset};
 use support::*;

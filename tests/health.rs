@@ -8,14 +8,13 @@
 //! result before it sleeps and sends the next probe), so every check below is
 //! synchronised on probe arrivals, not on sleeps.
 
-mod support;
 use support::net::{rebind, wait_refused};
 use support::upstream::{full, read_request, reset, TestBody};
 use support::*;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use lifeguard::upstream::health::{ProbeOutcome, State};
+use support::api::{ProbeOutcome, State};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,6 @@
 //! 100-continue, HEAD, trailers, h2c, absolute-form targets, client keep-alive
 //! and its timeouts, the app connection pool, and early app answers.
 
-mod support;
 use support::client::WEBSOCKET_UPGRADE;
 use support::upstream::{full, websocket_accepted, TestBody};
 use support::*;

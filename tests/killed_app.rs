@@ -1,7 +1,6 @@
 //! A real Node.js app process (tests/apps/crash_app.js) dies while requests
 //! are in flight: killed with SIGKILL, or crashed by an uncaught exception in
 //! an async callback. Every client still gets an HTTP answer from lifeguard.
-mod support;
 use support::admin::wait_inflight;
 use support::*;
 

@@ -2,11 +2,10 @@
 //! the answer (503, Retry-After, Proxy-Status, HTML page or JSON), the
 //! bypass rules, requests in flight, readiness, metrics.
 
-mod support;
 
 use http::Response;
 use hyper::body::Incoming;
-use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
+use support::api::{reload_from, ReloadResult, Trigger};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -145,7 +144,7 @@ async fn custom_page_is_rendered_once_and_a_missing_one_is_a_config_error() {
         "maintenance:\n  page: \"{}\"\n",
         dir.path().join("nope.html").display()
     );
-    let err = lifeguard::config::Config::from_yaml(&missing, "t").unwrap_err();
+    let err = support::api::Config::from_yaml(&missing, "t").unwrap_err();
     assert!(
         err.problems()[0].starts_with("maintenance.page: cannot read"),
         "{err}"

@@ -5,7 +5,6 @@
 //! family has `# HELP` and `# TYPE`, families are contiguous, histograms are
 //! cumulative and end with `+Inf` equal to `_count`).
 
-mod support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

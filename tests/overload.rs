@@ -2,7 +2,6 @@
 //! (`app.queue_timeout`), least-outstanding balancing, and slow start after an
 //! endpoint recovers.
 
-mod support;
 use support::net::{rebind, wait_refused};
 use support::upstream::{full, TestBody};
 use support::*;

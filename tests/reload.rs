@@ -2,12 +2,11 @@
 //! SIGHUP and `POST /admin/reload`; invalid configs kept out (and logged once
 //! per content); restart-only settings reported and ignored.
 
-mod support;
 
 use http::Response;
 use hyper::body::Incoming;
-use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
-use lifeguard::config::sha256_hex;
+use support::api::{reload_from, ReloadResult, Trigger};
+use support::api::sha256_hex;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

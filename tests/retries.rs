@@ -4,7 +4,6 @@
 //! while the app restarts, and what is never resent (POST, streamed bodies,
 //! timeouts, bad responses).
 
-mod support;
 use support::net::wait_refused;
 use support::upstream::{full, TestBody};
 use support::*;

@@ -3,9 +3,8 @@
 //! certificate rotation in place (Secret-volume style), and bad certificates
 //! rejected at start (`lifeguard check`, exit 64) and on reload.
 
-mod support;
 
-use lifeguard::config::reload::{reload_from, ReloadResult, Trigger};
+use support::api::{reload_from, ReloadResult, Trigger};
 use std::time::Duration;
 use support::admin::metric;
 use support::configmap::ConfigMapDir;

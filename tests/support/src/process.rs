@@ -2,9 +2,9 @@
 //! captured, real signals.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -18,8 +18,31 @@ pub struct ProxyProcess {
     logs: Arc<Mutex<Vec<String>>>,
 }
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_lifeguard")
+/// The lifeguard binary of this build. Cargo builds it with the integration
+/// tests and names it in `CARGO_BIN_EXE_lifeguard`, at run time too since
+/// Cargo 1.94; before that only at compile time, and this crate is not the
+/// one compiled with it: the binary is then found next to the test
+/// executable's `deps/` directory, where Cargo puts it.
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("CARGO_BIN_EXE_lifeguard") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let dir = exe
+            .parent()
+            .filter(|d| d.ends_with("deps"))
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!("{} is not in a Cargo `deps` directory", exe.display()));
+        let path = dir.join(format!("lifeguard{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            path.is_file(),
+            "no lifeguard binary at {}: run the tests with `cargo test`",
+            path.display()
+        );
+        path
+    })
 }
 
 impl ProxyProcess {

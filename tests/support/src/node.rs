@@ -13,7 +13,14 @@ use tokio::process::{Child, Command};
 
 /// `tests/express`: package.json, the committed package-lock.json, the apps.
 pub fn express_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/express")
+    tests_dir().join("express")
+}
+
+/// The repository's `tests` directory (this crate is `tests/support`).
+pub fn tests_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/support has a parent")
 }
 
 /// Installs the Express app's npm packages (`npm ci`) unless `node_modules`

@@ -3,11 +3,11 @@
 //! peer address, so access rules for non-loopback callers are tested without
 //! sending traffic to any other address.
 
-use super::client::{raw_exchange, RawOutcome};
+use crate::api::{serve_admin_connection, Shared};
+use crate::client::{raw_exchange, RawOutcome};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use lifeguard::state::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ pub async fn admin_call_from(
 ) -> (u16, String) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer: SocketAddr = peer.parse().unwrap();
-    tokio::spawn(lifeguard::server::admin::serve_connection(
+    tokio::spawn(serve_admin_connection(
         server,
         peer,
         shared.clone(),
@@ -66,7 +66,7 @@ pub async fn admin_call_from(
 /// The value of an unlabelled metric line (e.g. `lifeguard_config_generation`
 /// or `lifeguard_config_reloads_total{result="invalid"}`), 0 when absent.
 pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
-    let (_, text) = super::admin_get(admin, "/metrics").await;
+    let (_, text) = crate::admin_get(admin, "/metrics").await;
     text.lines()
         .find_map(|l| {
             l.strip_prefix(series)
@@ -78,7 +78,7 @@ pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
 
 /// `GET /status` as JSON.
 pub async fn status_json(admin: SocketAddr) -> serde_json::Value {
-    let (code, body) = super::admin_get(admin, "/status").await;
+    let (code, body) = crate::admin_get(admin, "/status").await;
     assert_eq!(code, 200, "/status: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status is not JSON ({e}): {body}"))
 }
@@ -86,7 +86,7 @@ pub async fn status_json(admin: SocketAddr) -> serde_json::Value {
 /// The requests lifeguard lists as in flight (`GET /admin/inflight`, from
 /// loopback).
 pub async fn inflight(admin: SocketAddr) -> Vec<serde_json::Value> {
-    let (code, body) = super::admin_get(admin, "/admin/inflight").await;
+    let (code, body) = crate::admin_get(admin, "/admin/inflight").await;
     assert_eq!(code, 200, "/admin/inflight: {body}");
     serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("/admin/inflight is not a JSON array ({e}): {body}"))
@@ -94,7 +94,7 @@ pub async fn inflight(admin: SocketAddr) -> Vec<serde_json::Value> {
 
 /// Waits (up to 5 s) until exactly `n` requests are listed in flight.
 pub async fn wait_inflight(admin: SocketAddr, n: usize) {
-    super::eventually_async(
+    crate::eventually_async(
         std::time::Duration::from_secs(5),
         &format!("{n} request(s) in flight"),
         move || async move { inflight(admin).await.len() == n },

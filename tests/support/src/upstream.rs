@@ -27,7 +27,7 @@ pub fn full(data: impl Into<Bytes>) -> TestBody {
         .boxed()
 }
 
-/// An app's `101 Switching Protocols` answer to [`super::client::WEBSOCKET_UPGRADE`]
+/// An app's `101 Switching Protocols` answer to [`crate::client::WEBSOCKET_UPGRADE`]
 /// (the accept key is the one RFC 6455 derives from that request's key).
 pub fn websocket_accepted() -> Response<TestBody> {
     Response::builder()

@@ -2,9 +2,13 @@
 //! upstreams on port 0 (a hyper app, and a scripted raw-TCP peer that
 //! misbehaves on cue), and a raw HTTP/1 client that can tell "closed without a
 //! response" apart from any status. No fixed ports, no sleeps as sync.
-#![allow(dead_code, unused_imports)]
+//!
+//! A library crate of its own (`lifeguard-test-support`, a dev-dependency
+//! named `support`): each test binary `use`s what it needs. The library's
+//! own items are reached through [`api`] only.
 
 pub mod admin;
+pub mod api;
 pub mod client;
 pub mod configmap;
 pub mod net;
@@ -17,8 +21,7 @@ pub use client::{raw_exchange, RawOutcome, RawResponse};
 pub use process::ProxyProcess;
 pub use upstream::{closed_port, Script, ScriptedUpstream, TestUpstream};
 
-use lifeguard::app::Running;
-use lifeguard::config::Config;
+use api::{Config, Running};
 use std::net::SocketAddr;
 
 /// lifeguard running inside the test's tokio runtime.
@@ -41,7 +44,7 @@ impl Proxy {
         let config = Config::from_yaml(&text, "test")
             .unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
         init_logging();
-        let running = lifeguard::app::start(config)
+        let running = api::start(config)
             .await
             .expect("lifeguard starts");
         Proxy { running }
@@ -70,7 +73,7 @@ impl Proxy {
     }
 
     /// The proxy's view of endpoint `i` (public library API).
-    pub fn endpoint(&self, i: usize) -> std::sync::Arc<lifeguard::upstream::Endpoint> {
+    pub fn endpoint(&self, i: usize) -> std::sync::Arc<api::Endpoint> {
         self.running.shared.snapshot.load().endpoints[i].clone()
     }
 }
@@ -81,8 +84,8 @@ fn init_logging() {
     ONCE.call_once(|| {
         let level = std::env::var("LIFEGUARD_TEST_LOG").unwrap_or_else(|_| "warn".into());
         // Kept for the whole test process: dropping it would stop the log writer.
-        std::mem::forget(lifeguard::logging::init(&lifeguard::config::LogConfig {
-            format: lifeguard::config::LogFormat::Text,
+        std::mem::forget(api::init_logging(&api::LogConfig {
+            format: api::LogFormat::Text,
             level,
         }));
     });
