@@ -9,7 +9,6 @@
 //! wildcard address and the test connects to this machine's own non-loopback
 //! address (skipped, with a message, when the machine has none).
 
-
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -6,7 +6,6 @@
 //! in flight finish, and exits as soon as nothing is left — or at
 //! `drain.timeout`, counted from the start of the drain, naming what was left.
 
-
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -16,7 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::admin::{status_json, wait_inflight};
 use support::client::{read_response, WEBSOCKET_UPGRADE};
+use support::h2::{
+    h2_frame, h2_read_all, H2Frame, H2_DATA, H2_GOAWAY, H2_HEADERS, H2_PREFACE, H2_SETTINGS,
+};
 use support::process::binary;
+use support::raw::{read_at_least, read_to_end};
 use support::upstream::{full, websocket_accepted};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,23 +51,6 @@ async fn phase(admin: SocketAddr) -> String {
 async fn request_on(s: &mut TcpStream, path: &str) -> RawResponse {
     s.write_all(get(path).as_bytes()).await.unwrap();
     read_response(s, 10, false).await.response()
-}
-
-/// Reads until the peer closes; returns what came (EOF or reset both end it).
-async fn read_to_end(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(limit, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .ok()?;
-    Some(all)
 }
 
 fn free_port() -> u16 {
@@ -612,22 +598,6 @@ async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
 // WebSocket and HTTP/2 at drain
 // ---------------------------------------------------------------------------
 
-/// Reads from `s` into `buf` until it holds at least `n` bytes.
-async fn read_at_least(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize, what: &str) {
-    let mut chunk = [0u8; 4096];
-    let fut = async {
-        while buf.len() < n {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => panic!("{what}: connection closed after {buf:?}"),
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: timed out with {buf:?}"));
-}
-
 #[tokio::test]
 async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
     // The app sends the first half of a 10-byte binary frame, then the rest
@@ -743,61 +713,6 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
     assert_eq!(st.code(), Some(0), "{st:?}");
 }
 
-/// One HTTP/2 frame.
-fn h2_frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
-    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-#[derive(Debug)]
-struct H2Frame {
-    at: Instant,
-    ty: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-const H2_DATA: u8 = 0;
-const H2_HEADERS: u8 = 1;
-const H2_SETTINGS: u8 = 4;
-const H2_PING: u8 = 6;
-const H2_GOAWAY: u8 = 7;
-
-/// Reads frames until the server closes, acknowledging SETTINGS and PING.
-async fn h2_read_all(mut s: TcpStream) -> Vec<H2Frame> {
-    let mut frames = Vec::new();
-    loop {
-        let mut head = [0u8; 9];
-        if s.read_exact(&mut head).await.is_err() {
-            return frames;
-        }
-        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-        let mut payload = vec![0u8; len];
-        if s.read_exact(&mut payload).await.is_err() {
-            return frames;
-        }
-        let (ty, flags) = (head[3], head[4]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        if ty == H2_SETTINGS && flags & 1 == 0 {
-            let _ = s.write_all(&h2_frame(H2_SETTINGS, 1, 0, &[])).await;
-        }
-        if ty == H2_PING && flags & 1 == 0 {
-            let _ = s.write_all(&h2_frame(H2_PING, 1, 0, &payload)).await;
-        }
-        frames.push(H2Frame {
-            at: Instant::now(),
-            ty,
-            flags,
-            stream,
-            payload,
-        });
-    }
-}
-
 #[tokio::test]
 async fn http2_connection_gets_goaway_and_its_stream_in_flight_completes() {
     let app = TestUpstream::slow().await;
@@ -809,7 +724,7 @@ async fn http2_connection_gets_goaway_and_its_stream_in_flight_completes() {
     block.extend_from_slice(path);
     block.extend_from_slice(&[0x01, 0x04]); // :authority literal
     block.extend_from_slice(b"test");
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut hello = H2_PREFACE.to_vec();
     hello.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
     hello.extend(h2_frame(H2_HEADERS, 0x5, 1, &block)); // END_STREAM | END_HEADERS
     s.write_all(&hello).await.unwrap();

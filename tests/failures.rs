@@ -3,30 +3,19 @@
 //! client connection never closes without an HTTP response once lifeguard
 //! accepted a complete request.
 use support::admin::inflight;
-use support::upstream::{read_request, reset};
+use support::doomed::{crash_mid_upload_app, path_scripted_app, DoomedApp};
+use support::synth::{
+    destination_unavailable, refused, terminated, terminated_unknown, TCP_PROBES,
+};
+use support::upstream::reset;
 use support::*;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-const OUTCOME_UNKNOWN: &str =
-    "; details=\"request was sent to the app; outcome unknown; not retried\"";
-
-fn refused() -> String {
-    "lifeguard; error=connection_refused".to_owned()
-}
-
-fn terminated() -> String {
-    "lifeguard; error=connection_terminated".to_owned()
-}
-
-fn terminated_unknown() -> String {
-    format!("lifeguard; error=connection_terminated{OUTCOME_UNKNOWN}")
-}
+use tokio::net::TcpStream;
 
 /// A request with `headers` (each ending in CRLF) and, if non-empty, a body.
 fn request(method: &str, path: &str, headers: &str, body: &str) -> Vec<u8> {
@@ -89,16 +78,6 @@ fn assert_synthesized_html(r: &RawResponse, status: u16, proxy_status: &str) {
 
 fn echo_json(r: &RawResponse) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("echo body {e}: {r:?}"))
-}
-
-/// Health config for apps that misbehave on cue (`ScriptedUpstream` and the
-/// raw apps below): a TCP probe only connects, so the app is seen up and the
-/// probe is neither counted nor answered with the script (an HTTP probe
-/// would be, and would take the endpoint down before any request).
-const TCP_PROBES: &str = "health:\n  mode: tcp\n";
-
-fn destination_unavailable() -> String {
-    "lifeguard; error=destination_unavailable".to_owned()
 }
 
 /// A proxy for one endpoint whose app was up (its first probe, a TCP one,
@@ -470,33 +449,21 @@ struct HangingApp {
     heads: Arc<AtomicUsize>,
     /// `/hang...` connections the peer (lifeguard) closed.
     closed: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    _app: RawApp,
 }
 
 impl HangingApp {
     async fn start() -> HangingApp {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let heads = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
         let (h, c) = (heads.clone(), closed.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                tokio::spawn(serve_hanging(s, h.clone(), c.clone()));
-            }
-        });
+        let app = RawApp::start(move |s| serve_hanging(s, h.clone(), c.clone())).await;
         HangingApp {
-            addr,
+            addr: app.addr,
             heads,
             closed,
-            task,
+            _app: app,
         }
-    }
-}
-
-impl Drop for HangingApp {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -828,58 +795,6 @@ async fn invariant_every_failure_mode_answers_every_method() {
 // ---------------------------------------------------------------------------
 // crash forensics
 
-/// A raw app that holds every request it reads until `crash`, which resets
-/// all its connections at once and stops listening: a process dying with
-/// requests in flight.
-struct DoomedApp {
-    addr: SocketAddr,
-    held: Arc<Mutex<Vec<TcpStream>>>,
-    listener: Arc<TcpListener>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DoomedApp {
-    async fn start() -> DoomedApp {
-        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        let addr = listener.local_addr().unwrap();
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let h = held.clone();
-        let l = listener.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let h = h.clone();
-                tokio::spawn(async move {
-                    if read_request(&mut s).await.is_some() {
-                        h.lock().unwrap().push(s);
-                    }
-                });
-            }
-        });
-        DoomedApp {
-            addr,
-            held,
-            listener,
-            task,
-        }
-    }
-
-    fn held(&self) -> usize {
-        self.held.lock().unwrap().len()
-    }
-
-    fn crash(&self) {
-        // Stop listening right now, as a dead process does (Linux takes a
-        // listening socket out of LISTEN on shutdown): a GET that lifeguard
-        // resends after the crash must find the port refusing, not queued in
-        // the backlog of a listener whose task is still being aborted.
-        let _ = socket2::SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
-        self.task.abort();
-        for s in self.held.lock().unwrap().drain(..) {
-            reset(s);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_with_requests_in_flight_logs_one_event_naming_them_all() {
     let app = DoomedApp::start().await;
@@ -1048,41 +963,9 @@ async fn expect_continue_and_chunked_posts_against_a_resetting_app_get_503() {
     inflight_until(&proxy, "/admin/inflight empty", |l| l.is_empty()).await;
 }
 
-/// Reads the head of one request and `body_bytes` of its body, then resets:
-/// an app that crashes while the upload is still arriving.
-async fn crash_mid_upload_app(body_bytes: usize) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let crashes = Arc::new(AtomicUsize::new(0));
-    let c = crashes.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        if buf.len() - (p + 4) >= body_bytes {
-                            break;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                c.fetch_add(1, Ordering::SeqCst);
-                reset(s);
-            });
-        }
-    });
-    (addr, crashes)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_crash_mid_upload_still_answers_the_client() {
-    let (app, crashes) = crash_mid_upload_app(64 * 1024).await;
+    let (app, crashes, _running) = crash_mid_upload_app(64 * 1024).await;
     let proxy = Proxy::with_endpoints(&[app], TCP_PROBES).await;
     let total = 4 * 1024 * 1024;
     let s = TcpStream::connect(proxy.addr()).await.unwrap();
@@ -1279,41 +1162,9 @@ async fn client_gone_mid_download_cancels_upstream_and_clears_inflight() {
     assert_eq!(r.status, 200, "{r:?}");
 }
 
-/// Per request: `/ok` gets a keep-alive 200, `/die` a reset, `/close` a FIN.
-async fn path_scripted_app() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let c = c.clone();
-            tokio::spawn(async move {
-                while let Some(req) = read_request(&mut s).await {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    let head = String::from_utf8_lossy(&req).into_owned();
-                    match head.split(' ').nth(1).unwrap_or("") {
-                        "/die" => return reset(s),
-                        "/close" => return,
-                        _ => {
-                            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, count)
-}
-
 #[tokio::test]
 async fn keep_alive_client_gets_a_response_when_the_app_dies_on_a_later_request() {
-    let (app, count) = path_scripted_app().await;
+    let (app, count, _running) = path_scripted_app().await;
     // A budget of 100 % of the requests: enough for both GETs' resends.
     let proxy = Proxy::with_endpoints(
         &[app],

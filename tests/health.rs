@@ -8,19 +8,18 @@
 //! result before it sleeps and sends the next probe), so every check below is
 //! synchronised on probe arrivals, not on sleeps.
 
+use support::doomed::crashy_app;
 use support::net::{rebind, wait_refused};
-use support::upstream::{full, read_request, reset, TestBody};
+use support::upstream::{full, TestBody};
 use support::*;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use support::api::{ProbeOutcome, State};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use support::api::{ProbeOutcome, State};
 use tokio::sync::{mpsc, oneshot};
 
 // ---------------------------------------------------------------- helpers
@@ -584,48 +583,6 @@ async fn hold_expires_with_503() {
         took >= Duration::from_millis(290),
         "the refused request did not wait in the hold: {took:?}"
     );
-}
-
-/// A raw app: `/health` answers 200 (counted), `/reset` resets the connection
-/// with the request on it, `/midbody` sends response headers and part of the
-/// body, then resets.
-async fn crashy_app() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let probes = Arc::new(AtomicUsize::new(0));
-    let p = probes.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let p = p.clone();
-            tokio::spawn(async move {
-                let Some(req) = read_request(&mut s).await else {
-                    return;
-                };
-                let head = String::from_utf8_lossy(&req).into_owned();
-                if head.starts_with("GET /health ") {
-                    p.fetch_add(1, Ordering::SeqCst);
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                        )
-                        .await;
-                } else if head.starts_with("GET /midbody ") {
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-                        .await;
-                    let _ = s.flush().await;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    reset(s);
-                } else {
-                    reset(s);
-                }
-            });
-        }
-    });
-    (addr, probes, task)
 }
 
 const CRASHY: &str = "health:

@@ -5,6 +5,7 @@
 //! and its timeouts, the app connection pool, and early app answers.
 
 use support::client::WEBSOCKET_UPGRADE;
+use support::raw::{connect, exchange_on, find, read_exact_more, read_for, read_head};
 use support::upstream::{full, websocket_accepted, TestBody};
 use support::*;
 
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -159,127 +160,6 @@ async fn echo_handler(req: Request<Incoming>) -> Response<TestBody> {
 fn json(r: &RawResponse) -> serde_json::Value {
     serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("app JSON expected ({e}): {:?} {}", r.status, r.body_text()))
-}
-
-// ---------------------------------------------------------------------------
-// Raw socket helpers
-// ---------------------------------------------------------------------------
-
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// A response head read off a raw socket, and the bytes that followed it.
-#[derive(Debug)]
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
-    rest: Vec<u8>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads one response head (interim 1xx heads included: they are returned
-/// like any other). Panics on timeout or on a close before a full head.
-async fn read_head<R: AsyncRead + Unpin>(r: &mut R, within: Duration) -> Head {
-    let deadline = Instant::now() + within;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let text = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let mut lines = text.split("\r\n");
-            let status_line = lines.next().unwrap_or_default();
-            assert!(
-                status_line.starts_with("HTTP/1.1 "),
-                "not a response: {text:?}"
-            );
-            let status = status_line[9..12].parse().expect("status code");
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                .collect();
-            return Head {
-                status,
-                headers,
-                rest: buf[end + 4..].to_vec(),
-            };
-        }
-        let n = match timeout_at(deadline, r.read(&mut chunk)).await {
-            Err(_) => panic!(
-                "no response head within {within:?}; got {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(Err(e)) => panic!(
-                "read error before a response head ({e}); got {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(Ok(n)) => n,
-        };
-        assert!(
-            n > 0,
-            "closed before a full response head; got {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Reads until `len` bytes have been collected (starting from `have`).
-async fn read_exact_more<R: AsyncRead + Unpin>(
-    r: &mut R,
-    mut have: Vec<u8>,
-    len: usize,
-    within: Duration,
-) -> Vec<u8> {
-    let deadline = Instant::now() + within;
-    let mut chunk = [0u8; 16384];
-    while have.len() < len {
-        let n = timeout_at(deadline, r.read(&mut chunk))
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {len} bytes within {within:?}", have.len()))
-            .expect("read");
-        assert!(n > 0, "closed after {} of {len} bytes", have.len());
-        have.extend_from_slice(&chunk[..n]);
-    }
-    have
-}
-
-/// Reads whatever arrives within `dur`. Returns the bytes, and whether the
-/// peer closed (EOF or reset) and when.
-async fn read_for<R: AsyncRead + Unpin>(r: &mut R, dur: Duration) -> (Vec<u8>, Option<Duration>) {
-    let start = Instant::now();
-    let deadline = start + dur;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        match timeout_at(deadline, r.read(&mut chunk)).await {
-            Err(_) => return (buf, None),
-            Ok(Ok(0)) | Ok(Err(_)) => return (buf, Some(start.elapsed())),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// Sends one request on an open connection and reads its response.
-async fn exchange_on(s: &mut TcpStream, request: &[u8]) -> RawResponse {
-    s.write_all(request).await.expect("write request");
-    support::client::read_response(s, 5, request.starts_with(b"HEAD "))
-        .await
-        .response()
 }
 
 // ---------------------------------------------------------------------------
@@ -1651,48 +1531,42 @@ async fn pool_reuses_app_connections_and_expires_idle_ones() {
 // ---------------------------------------------------------------------------
 
 /// A raw app that answers 413 as soon as it has a request head, without
-/// reading the body, then closes. Returns (address, client requests seen).
-async fn early_413_app() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// reading the body, then closes. Returns (address, client requests seen,
+/// the app).
+async fn early_413_app() -> (SocketAddr, Arc<AtomicUsize>, RawApp) {
     let seen = Arc::new(AtomicUsize::new(0));
     let s2 = seen.clone();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = s2.clone();
-            conns.spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                while find(&buf, b"\r\n\r\n").is_none() {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+    let app = RawApp::start(move |mut s| {
+        let seen = s2.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            while find(&buf, b"\r\n\r\n").is_none() {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
-                if buf.starts_with(b"GET /health ") {
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                        .await;
-                    return;
-                }
-                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            if buf.starts_with(b"GET /health ") {
                 let _ = s
-                    .write_all(
-                        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
-                    )
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
                     .await;
-                let _ = s.shutdown().await;
-                // Give the response a moment on the wire, then close with the
-                // upload unread (the kernel resets the connection).
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            });
+                return;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+                )
+                .await;
+            let _ = s.shutdown().await;
+            // Give the response a moment on the wire, then close with the
+            // upload unread (the kernel resets the connection).
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    });
-    (addr, seen, task)
+    })
+    .await;
+    (app.addr, seen, app)
 }
 
 #[tokio::test]
@@ -1730,5 +1604,5 @@ async fn app_answering_early_reaches_the_client() {
         .unwrap();
     assert!(sent < total, "the whole upload was sent before the answer");
     assert_eq!(seen.load(Ordering::SeqCst), 1);
-    task.abort();
+    drop(task);
 }

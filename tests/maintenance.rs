@@ -2,14 +2,13 @@
 //! the answer (503, Retry-After, Proxy-Status, HTML page or JSON), the
 //! bypass rules, requests in flight, readiness, metrics.
 
-
 use http::Response;
 use hyper::body::Incoming;
-use support::api::{reload_from, ReloadResult, Trigger};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use support::admin::{admin_call, admin_call_from, metric, status_json};
+use support::api::{reload_from, ReloadResult, Trigger};
 use support::upstream::full;
 use support::*;
 use tokio::sync::Semaphore;

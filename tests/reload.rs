@@ -2,17 +2,16 @@
 //! SIGHUP and `POST /admin/reload`; invalid configs kept out (and logged once
 //! per content); restart-only settings reported and ignored.
 
-
 use http::Response;
 use hyper::body::Incoming;
-use support::api::{reload_from, ReloadResult, Trigger};
-use support::api::sha256_hex;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::admin::{admin_call, admin_call_from, metric, status_json};
+use support::api::sha256_hex;
+use support::api::{reload_from, ReloadResult, Trigger};
 use support::configmap::ConfigMapDir;
 use support::upstream::full;
 use support::*;

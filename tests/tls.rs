@@ -3,10 +3,9 @@
 //! certificate rotation in place (Secret-volume style), and bad certificates
 //! rejected at start (`lifeguard check`, exit 64) and on reload.
 
-
-use support::api::{reload_from, ReloadResult, Trigger};
 use std::time::Duration;
 use support::admin::metric;
+use support::api::{reload_from, ReloadResult, Trigger};
 use support::configmap::ConfigMapDir;
 use support::tls::{tls_get, TestCa};
 use support::*;

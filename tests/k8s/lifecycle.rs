@@ -24,11 +24,11 @@ use hyper_util::rt::TokioIo;
 use serde_yaml::Value;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::child::{spawn_piped, started_addrs, Lines};
 use tokio::process::{Child, Command};
 
 pub struct Options {
@@ -93,37 +93,18 @@ pub struct Exit {
 /// A child process with its output lines collected.
 struct Proc {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for pipe in [
-            Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(err),
-        ] {
-            let lines = lines.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
+    fn spawn(cmd: &mut Command, what: &str) -> Proc {
+        let mut child = spawn_piped(cmd, what);
+        let lines = Lines::of_child(&mut child);
         Proc { child, lines }
     }
 
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        self.lines.get()
     }
 
     /// Waits (up to `secs`) for an output line `f` accepts.
@@ -332,6 +313,7 @@ pub async fn simulate(rendered: &Rendered, opts: Options) -> Report {
         Command::new("node")
             .arg(super::render::repo().join("tests/k8s/app.js"))
             .env("PORT", "0"),
+        "node (is Node.js installed?)",
     );
     let app_port: u16 = app
         .wait_line("app start", 15, |l| {
@@ -356,18 +338,10 @@ pub async fn simulate(rendered: &Rendered, opts: Options) -> Report {
         Command::new(env!("CARGO_BIN_EXE_lifeguard"))
             .arg("--config")
             .arg(&config_path),
+        "lifeguard",
     );
     let (proxy, admin): (SocketAddr, SocketAddr) = lifeguard
-        .wait_line("lifeguard start", 15, |l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            if v["message"] != "lifeguard started" {
-                return None;
-            }
-            Some((
-                v["listen"].as_str()?.parse().ok()?,
-                v["admin"].as_str()?.parse().ok()?,
-            ))
-        })
+        .wait_line("lifeguard start", 15, started_addrs)
         .await;
 
     // The kubelet's readiness probe, as rendered.

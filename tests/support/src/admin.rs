@@ -38,11 +38,7 @@ pub async fn admin_call_from(
 ) -> (u16, String) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer: SocketAddr = peer.parse().unwrap();
-    tokio::spawn(serve_admin_connection(
-        server,
-        peer,
-        shared.clone(),
-    ));
+    tokio::spawn(serve_admin_connection(server, peer, shared.clone()));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
         .await
         .unwrap();

@@ -9,17 +9,23 @@
 
 pub mod admin;
 pub mod api;
+pub mod child;
 pub mod client;
 pub mod configmap;
+pub mod doomed;
+pub mod h2;
 pub mod net;
 pub mod node;
 pub mod process;
+pub mod prometheus;
+pub mod raw;
+pub mod synth;
 pub mod tls;
 pub mod upstream;
 
 pub use client::{raw_exchange, RawOutcome, RawResponse};
 pub use process::ProxyProcess;
-pub use upstream::{closed_port, Script, ScriptedUpstream, TestUpstream};
+pub use upstream::{closed_port, RawApp, Script, ScriptedUpstream, TestUpstream};
 
 use api::{Config, Running};
 use std::net::SocketAddr;
@@ -44,9 +50,7 @@ impl Proxy {
         let config = Config::from_yaml(&text, "test")
             .unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
         init_logging();
-        let running = api::start(config)
-            .await
-            .expect("lifeguard starts");
+        let running = api::start(config).await.expect("lifeguard starts");
         Proxy { running }
     }
 

@@ -1,14 +1,14 @@
-//! Node.js test apps (owned by the Express end-to-end tests): the npm install
-//! of `tests/express`, done by the tests themselves once per test process, and
-//! `NodeApp`, a `node <script>` child on port 0 whose stdout lines are kept.
+//! Node.js test apps: the npm install of `tests/express` (the Express
+//! end-to-end tests' apps), done by the tests themselves once per test
+//! process, and `NodeApp`, a `node <script>` child on port 0 (an Express app,
+//! or a plain one from `tests/apps`) whose output lines are kept.
 
+use crate::child::{kill, spawn_piped, wait_exit, Lines};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 /// `tests/express`: package.json, the committed package-lock.json, the apps.
@@ -74,15 +74,14 @@ fn installed_and_current(dir: &Path) -> bool {
             .all(|p| mtime(p).is_some_and(|t| t <= installed))
 }
 
-/// A Node.js process running a script from `tests/express`. It must print
-/// `listening <port>` as its first stdout line. Dropping it kills the process.
+/// A Node.js process running a test app script. It must print `listening
+/// <port>` as its first stdout line. Dropping it kills the process.
 pub struct NodeApp {
     pub addr: SocketAddr,
     pub pid: u32,
     child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    stdout_closed: Arc<AtomicBool>,
+    stdout: Lines,
+    stderr: Lines,
 }
 
 impl NodeApp {
@@ -90,41 +89,36 @@ impl NodeApp {
     /// defaults to 0, `HOST` to 127.0.0.1) and waits for its port.
     pub async fn start(script: &str, env: &[(&str, &str)]) -> NodeApp {
         ensure_express_installed();
+        NodeApp::spawn(&express_dir(), script, &[], env).await
+    }
+
+    /// Starts `node <script> <args>` for a script of `tests/apps` (plain
+    /// Node.js, no npm packages) and waits for its port.
+    pub async fn start_app(script: &str, args: &[&str]) -> NodeApp {
+        NodeApp::spawn(&tests_dir().join("apps"), script, args, &[]).await
+    }
+
+    async fn spawn(dir: &Path, script: &str, args: &[&str], env: &[(&str, &str)]) -> NodeApp {
         let mut cmd = Command::new("node");
         cmd.arg(script)
-            .current_dir(express_dir())
+            .args(args)
+            .current_dir(dir)
             .env("PORT", "0")
             .env("HOST", "127.0.0.1")
             .env_remove("NODE_OPTIONS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot spawn `node {script}` (is Node.js installed?): {e}")
-        });
+        let what = format!("`node {script}` (is Node.js installed?)");
+        let mut child = spawn_piped(&mut cmd, &what);
         let pid = child.id().expect("node is running");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stdout_closed = Arc::new(AtomicBool::new(false));
-        collect_lines(
-            child.stdout.take().expect("stdout piped"),
-            stdout.clone(),
-            Some(stdout_closed.clone()),
-        );
-        collect_lines(
-            child.stderr.take().expect("stderr piped"),
-            stderr.clone(),
-            None,
-        );
+        let stdout = Lines::of(child.stdout.take().expect("stdout piped"));
+        let stderr = Lines::of(child.stderr.take().expect("stderr piped"));
 
         let deadline = Instant::now() + Duration::from_secs(15);
         let port = loop {
-            let first = stdout.lock().unwrap().first().cloned();
-            if let Some(line) = first {
+            if let Some(line) = stdout.first() {
                 match line
                     .strip_prefix("listening ")
                     .and_then(|p| p.trim().parse::<u16>().ok())
@@ -138,14 +132,14 @@ impl NodeApp {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 panic!(
                     "`node {script}` exited with {status} before listening\nstdout: {:?}\nstderr:\n{}",
-                    stdout.lock().unwrap(),
-                    stderr.lock().unwrap().join("\n")
+                    stdout.get(),
+                    stderr.get().join("\n")
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "`node {script}` did not print `listening <port>` within 15 s\nstderr:\n{}",
-                stderr.lock().unwrap().join("\n")
+                stderr.get().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
@@ -155,7 +149,6 @@ impl NodeApp {
             child,
             stdout,
             stderr,
-            stdout_closed,
         }
     }
 
@@ -166,44 +159,35 @@ impl NodeApp {
     /// Sends `signal` (e.g. `libc::SIGKILL`) with the `kill` command, keeping
     /// the tests free of `unsafe`.
     pub fn kill(&self, signal: i32) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {} failed", self.pid);
+        kill(self.pid, signal);
     }
 
     /// Waits up to `secs` for the process to exit.
     pub async fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
-        tokio::time::timeout(Duration::from_secs(secs), self.child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok)
+        wait_exit(&mut self.child, secs).await
     }
 
     /// stdout lines so far, `listening <port>` first.
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.get()
     }
 
     /// stderr lines so far (Node's crash trace goes there).
     pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.get()
     }
 
     /// Whether stdout reached end of file: after the process (and, under
     /// node:cluster, every worker) exited, no more lines will come.
     pub fn stdout_closed(&self) -> bool {
-        self.stdout_closed.load(Ordering::SeqCst)
+        self.stdout.closed()
     }
 
     /// Lines that start with `prefix` followed by a space, without the prefix.
     pub fn events(&self, prefix: &str) -> Vec<String> {
         let p = format!("{prefix} ");
         self.stdout
-            .lock()
-            .unwrap()
+            .get()
             .iter()
             .filter_map(|l| l.strip_prefix(&p).map(str::to_owned))
             .collect()
@@ -224,20 +208,11 @@ impl NodeApp {
             .filter(|rest| rest.rsplit(' ').next() == Some(request_id))
             .count()
     }
-}
 
-fn collect_lines(
-    pipe: impl AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<Vec<String>>>,
-    closed: Option<Arc<AtomicBool>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
-        }
-        if let Some(closed) = closed {
-            closed.store(true, Ordering::SeqCst);
-        }
-    });
+    /// Requests with this method and path (query excluded) that
+    /// `tests/apps/crash_app.js` logged (`REQ <METHOD> <PATH>` lines).
+    pub fn requests_to(&self, method: &str, path: &str) -> usize {
+        let want = format!("{method} {path}");
+        self.events("REQ").iter().filter(|l| **l == want).count()
+    }
 }

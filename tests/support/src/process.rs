@@ -1,12 +1,11 @@
 //! lifeguard as a real child process: config written to a temp dir, JSON logs
 //! captured, real signals.
 
+use crate::child::{kill, spawn_piped, started_addrs, wait_exit, Lines};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub struct ProxyProcess {
@@ -15,7 +14,7 @@ pub struct ProxyProcess {
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
-    logs: Arc<Mutex<Vec<String>>>,
+    logs: Lines,
 }
 
 /// The lifeguard binary of this build. Cargo builds it with the integration
@@ -64,55 +63,23 @@ impl ProxyProcess {
     }
 
     pub async fn start_with_file(dir: tempfile::TempDir, config_path: PathBuf) -> ProxyProcess {
-        let mut child = Command::new(binary())
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn lifeguard");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stderr.take().map(|p| Box::new(p) as _),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let logs = logs.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+        let mut child = spawn_piped(
+            Command::new(binary()).arg("--config").arg(&config_path),
+            "lifeguard",
+        );
+        let logs = Lines::of_child(&mut child);
         let deadline = Instant::now() + Duration::from_secs(10);
         let (addr, admin) = loop {
-            let found = logs.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                if v["message"] != "lifeguard started" {
-                    return None;
-                }
-                Some((
-                    v["listen"].as_str()?.parse().ok()?,
-                    v["admin"].as_str()?.parse().ok()?,
-                ))
-            });
-            if let Some(x) = found {
+            if let Some(x) = logs.get().iter().find_map(|l| started_addrs(l)) {
                 break x;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("lifeguard exited with {status}: {:?}", logs.lock().unwrap());
+                panic!("lifeguard exited with {status}: {:?}", logs.get());
             }
             assert!(
                 Instant::now() < deadline,
                 "lifeguard did not start: {:?}",
-                logs.lock().unwrap()
+                logs.get()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
@@ -130,28 +97,19 @@ impl ProxyProcess {
         self.child.id().expect("running") as i32
     }
 
+    /// Sends `sig` (e.g. `libc::SIGTERM`).
     pub fn signal(&self, sig: i32) {
-        // SAFETY-free: libc::kill via the nix-less route is an FFI call; use the
-        // `kill` command to stay within `forbid(unsafe_code)` in tests too.
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        kill(self.pid() as u32, sig);
     }
 
     /// Waits up to `secs` for the process to exit.
     pub async fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(Duration::from_secs(secs), self.child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok)
+        wait_exit(&mut self.child, secs).await
     }
 
     /// All log lines so far (stdout and stderr).
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.logs.get()
     }
 
     /// Log lines parsed as JSON objects.

@@ -1,6 +1,7 @@
 //! Test apps on port 0: `TestUpstream` (a well-behaved hyper app with a
-//! handler) and `ScriptedUpstream` (a raw TCP peer that reads a request and
-//! then resets, closes, stalls, sends garbage or dies mid-body).
+//! handler), `RawApp` (a raw TCP peer running the test's code for each
+//! connection) and `ScriptedUpstream` (a raw TCP peer that reads a request
+//! and then resets, closes, stalls, sends garbage or dies mid-body).
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -158,52 +159,99 @@ pub enum Script {
     RawThenReset(&'static [u8]),
 }
 
+/// A raw-TCP app on port 0 that hands every connection it accepts to a
+/// function of the test's. Dropping it stops it and closes its connections.
+pub struct RawApp {
+    pub addr: SocketAddr,
+    listener: Arc<TcpListener>,
+    accept: tokio::task::JoinHandle<()>,
+    conns: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl RawApp {
+    /// Accepts on a new port-0 listener, running `serve` for each connection.
+    pub async fn start<F, Fut>(serve: F) -> RawApp
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<JoinSet<()>>> = Arc::default();
+        let (l, c) = (listener.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                c.lock().unwrap().spawn(serve(s));
+            }
+        });
+        RawApp {
+            addr,
+            listener,
+            accept,
+            conns,
+        }
+    }
+
+    /// Stops listening right now, as a dead process does (Linux takes a
+    /// listening socket out of LISTEN on shutdown): a connect that follows
+    /// finds the port refusing, not queued in the backlog of a listener
+    /// whose task is still being aborted. Connections already accepted
+    /// stay as they are.
+    pub fn stop_listening(&self) {
+        let _ = socket2::SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
+        self.accept.abort();
+    }
+
+    /// Stops listening and closes every connection: connects are refused.
+    pub async fn stop(&mut self) {
+        self.stop_listening();
+        let _ = (&mut self.accept).await;
+        let mut set = std::mem::take(&mut *self.conns.lock().unwrap());
+        set.shutdown().await;
+    }
+}
+
+impl Drop for RawApp {
+    fn drop(&mut self) {
+        self.accept.abort();
+        if let Ok(mut c) = self.conns.lock() {
+            c.abort_all();
+        }
+    }
+}
+
 /// A raw-TCP app that follows a script for every request it reads.
 pub struct ScriptedUpstream {
     pub addr: SocketAddr,
     /// Complete requests read.
     pub requests: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    _app: RawApp,
 }
 
 impl ScriptedUpstream {
     pub async fn start(script: Script) -> ScriptedUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let r = requests.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
+        let app = RawApp::start(move |mut s| {
+            let (script, r) = (script.clone(), r.clone());
+            async move {
+                if read_request(&mut s).await.is_none() {
                     return;
-                };
-                let script = script.clone();
-                let r = r.clone();
-                conns.spawn(async move {
-                    if read_request(&mut s).await.is_none() {
-                        return;
-                    }
-                    r.fetch_add(1, Ordering::SeqCst);
-                    act(s, script).await;
-                });
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                act(s, script).await;
             }
-        });
+        })
+        .await;
         ScriptedUpstream {
-            addr,
+            addr: app.addr,
             requests,
-            task,
+            _app: app,
         }
     }
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ScriptedUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
