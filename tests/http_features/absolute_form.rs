@@ -1,0 +1,42 @@
+//! Absolute-form request targets.
+
+use super::{json, App};
+use support::*;
+
+#[tokio::test]
+async fn absolute_form_target_becomes_origin_form() {
+    let app = App::echo().await;
+    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    for req in [
+        &b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
+        b"GET http://example.com/x?y=1 HTTP/1.1\r\n\r\n",
+    ] {
+        let r = raw_exchange(proxy.addr(), req, 5).await.response();
+        assert_eq!(r.status, 200);
+        let v = json(&r);
+        assert_eq!(v["path"], "/x?y=1", "{v}");
+        assert_eq!(v["headers"]["host"], "example.com", "{v}");
+    }
+    let seen = app.requests();
+    assert!(seen.iter().all(|s| s.target == "/x?y=1"), "{seen:?}");
+}
+
+/// RFC 9112 §3.2.2: a proxy receiving an absolute-form target MUST ignore the
+/// received Host and replace it with the target's authority.
+#[tokio::test]
+async fn absolute_form_authority_overrides_host_header() {
+    let app = App::echo().await;
+    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let r = raw_exchange(
+        proxy.addr(),
+        b"GET http://example.com/x HTTP/1.1\r\nHost: other.example\r\n\r\n",
+        5,
+    )
+    .await
+    .response();
+    assert_eq!(r.status, 200);
+    let v = json(&r);
+    assert_eq!(v["path"], "/x");
+    assert_eq!(v["headers"]["host"], "example.com", "{v}");
+    assert_eq!(v["headers"]["x-forwarded-host"], "example.com", "{v}");
+}

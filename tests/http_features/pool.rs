@@ -1,0 +1,51 @@
+//! The app connection pool.
+
+use super::App;
+use support::upstream::full;
+use support::*;
+
+use http::Response;
+use std::time::Duration;
+
+fn distinct_conns(app: &App) -> Vec<usize> {
+    let c: std::collections::BTreeSet<usize> = app.requests().iter().map(|s| s.conn).collect();
+    c.into_iter().collect()
+}
+
+#[tokio::test]
+async fn pool_reuses_app_connections_and_expires_idle_ones() {
+    let app = App::start(|_req| async { Response::new(full("ok")) }).await;
+    let proxy = Proxy::start(&format!(
+        "app:\n  endpoints: [\"{}\"]\n  pool_idle_timeout: 200ms\n",
+        app.addr
+    ))
+    .await;
+    // Sequential requests, each on a new client connection: one app connection.
+    for _ in 0..5 {
+        let r = raw_exchange(proxy.addr(), b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n", 5)
+            .await
+            .response();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(app.hits(), 5);
+    assert_eq!(
+        distinct_conns(&app).len(),
+        1,
+        "sequential requests did not reuse the app connection: {:?}",
+        app.requests()
+    );
+
+    // Idle past pool_idle_timeout: the next request uses a new connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = raw_exchange(proxy.addr(), b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n", 5)
+        .await
+        .response();
+    assert_eq!(r.status, 200);
+    let conns = distinct_conns(&app);
+    assert_eq!(
+        conns.len(),
+        2,
+        "idle connection was reused: {:?}",
+        app.requests()
+    );
+}
