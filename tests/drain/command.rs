@@ -1,0 +1,202 @@
+//! `lifeguard drain` and `/admin/drained`.
+
+use super::{connect_refused, free_port, get, phase, start_proxy};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::admin::{status_json, wait_inflight};
+use support::client::read_response;
+use support::process::binary;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
+    let app = TestUpstream::slow().await;
+    let port = free_port();
+    let mut p = ProxyProcess::start(&format!(
+        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:{port}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 200ms\n  timeout: 5s\n",
+        app.addr
+    ))
+    .await;
+    wait_ready(p.admin).await;
+    let (addr, admin) = (p.addr, p.admin);
+    let slow = tokio::spawn(async move {
+        let req = get("/slow/1000");
+        raw_exchange(addr, req.as_bytes(), 10).await
+    });
+    wait_inflight(admin, 1).await;
+
+    let t = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(binary())
+            .arg("drain")
+            .arg("--config")
+            .arg(&p.config_path)
+            .output(),
+    )
+    .await
+    .expect("`lifeguard drain` returns")
+    .expect("run `lifeguard drain`");
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("lifeguard drain: started"), "{stderr}");
+    assert!(stderr.contains("\"drained\": true"), "{stderr}");
+    assert!(
+        took >= Duration::from_millis(600),
+        "`lifeguard drain` returned after {took:?}, while a request was in flight"
+    );
+
+    let r = slow.await.unwrap().response();
+    assert_eq!((r.status, r.body_text().as_str()), (200, "done /slow/1000"));
+
+    // Drained, but still up (a signal ends it), refusing new connections.
+    let st = status_json(admin).await;
+    assert_eq!(st["phase"], "stopped", "{st}");
+    assert_eq!(st["drain_outcome"]["result"], "clean", "{st}");
+    assert_eq!(admin_get(admin, "/readyz").await.0, 503);
+    assert_eq!(admin_get(admin, "/livez").await.0, 200);
+    assert!(connect_refused(&TcpStream::connect(addr).await));
+    // Stays up: a drained process that exited on its own would be restarted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "lifeguard exited after a `lifeguard drain`, without a signal"
+    );
+
+    let t = Instant::now();
+    p.signal(libc::SIGTERM);
+    let st = p.wait_exit(3).await.expect("exits on SIGTERM");
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(700),
+        "already drained, but exit took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn drain_command_no_wait_returns_at_once_and_fails_clearly_without_a_lifeguard() {
+    let app = TestUpstream::slow().await;
+    let port = free_port();
+    // A wildcard admin address is reached over loopback by `lifeguard drain`.
+    let mut p = ProxyProcess::start(&format!(
+        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"0.0.0.0:{port}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 2s\n  timeout: 5s\n",
+        app.addr
+    ))
+    .await;
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_ready(admin).await;
+    let t = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::process::Command::new(binary())
+            .args(["drain", "--no-wait", "--config"])
+            .arg(&p.config_path)
+            .output(),
+    )
+    .await
+    .expect("`lifeguard drain --no-wait` returns")
+    .expect("run `lifeguard drain`");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "--no-wait took {:?} (drain.delay 2s)",
+        t.elapsed()
+    );
+    assert!(stderr.contains("lifeguard drain: started"), "{stderr}");
+    assert_eq!(phase(admin).await, "draining");
+    assert_eq!(admin_get(admin, "/readyz").await.0, 503);
+    // The first signal joins the drain in progress: it ends when drained.
+    p.signal(libc::SIGTERM);
+    let st = p.wait_exit(5).await.expect("exits");
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "exited {:?} after the drain started, before drain.delay (2s)",
+        t.elapsed()
+    );
+
+    // Nothing listens on the admin port any more.
+    let out = tokio::process::Command::new(binary())
+        .args(["drain", "--config"])
+        .arg(&p.config_path)
+        .output()
+        .await
+        .expect("run `lifeguard drain`");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach lifeguard's admin port at 127.0.0.1:"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
+    let app = TestUpstream::slow().await;
+    let mut p = start_proxy(app.addr, "drain:\n  delay: 300ms\n  timeout: 5s\n").await;
+    let admin = p.admin;
+
+    // Not draining: the wait runs out.
+    let t = Instant::now();
+    let (code, body) = admin_get(admin, "/admin/drained?wait=250ms").await;
+    let waited = t.elapsed();
+    assert_eq!(code, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["drained"], false, "{v}");
+    assert!(
+        waited >= Duration::from_millis(240) && waited < Duration::from_secs(2),
+        "wait=250ms answered after {waited:?}"
+    );
+    // No wait: answers at once.
+    let t = Instant::now();
+    let (code, body) = admin_get(admin, "/admin/drained").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(t.elapsed() < Duration::from_millis(200));
+    let (code, _) = admin_get(admin, "/admin/drained?wait=soon").await;
+    assert_eq!(code, 400);
+
+    // Waiters registered before the drain and during it are both answered
+    // 200 before the process exits.
+    let mut early_conn = TcpStream::connect(admin).await.unwrap();
+    early_conn
+        .write_all(b"GET /admin/drained?wait=30s HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let early = tokio::spawn(async move { read_response(&mut early_conn, 35, false).await });
+    assert_eq!(phase(admin).await, "running");
+    let t0 = Instant::now();
+    p.signal(libc::SIGTERM);
+    eventually_async(Duration::from_secs(1), "draining", move || async move {
+        phase(admin).await == "draining"
+    })
+    .await;
+    let late = tokio::spawn(async move {
+        raw_exchange(
+            admin,
+            b"GET /admin/drained?wait=30s HTTP/1.1\r\nHost: a\r\n\r\n",
+            35,
+        )
+        .await
+    });
+    for (name, h) in [("early", early), ("late", late)] {
+        let out = h.await.unwrap();
+        let r = match out {
+            RawOutcome::Response(r) => r,
+            other => panic!("{name} /admin/drained waiter got no answer: {other:?}"),
+        };
+        assert_eq!(r.status, 200, "{name}: {r:?}");
+        let v: Value = serde_json::from_str(&r.body_text()).unwrap();
+        assert_eq!(v["drained"], true, "{name}: {v}");
+        assert_eq!(v["phase"], "stopped", "{name}: {v}");
+        assert_eq!(v["outcome"]["result"], "clean", "{name}: {v}");
+    }
+    let st = p.wait_exit(5).await.expect("exits");
+    assert_eq!(st.code(), Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}

@@ -1,0 +1,63 @@
+//! Drain: the process lifecycle from SIGTERM/SIGINT, `/admin/drain` or
+//! `lifeguard drain` to exit. Real child processes, real signals, real
+//! sockets: `/readyz` turns 503 at once, lifeguard keeps accepting for
+//! `drain.delay`, then refuses new connections, closes keep-alive connections
+//! (`Connection: close`, HTTP/2 GOAWAY, WebSocket close frame), lets requests
+//! in flight finish, and exits as soon as nothing is left — or at
+//! `drain.timeout`, counted from the start of the drain, naming what was left.
+
+mod check;
+mod command;
+mod http2;
+mod signals;
+mod websocket;
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use support::admin::status_json;
+use support::client::read_response;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A child-process lifeguard in front of `app`, ready (its first probe passed).
+async fn start_proxy(app: SocketAddr, extra: &str) -> ProxyProcess {
+    let p = ProxyProcess::start(&format!("app:\n  endpoints: [\"{app}\"]\n{extra}")).await;
+    wait_ready(p.admin).await;
+    p
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
+
+async fn phase(admin: SocketAddr) -> String {
+    status_json(admin).await["phase"]
+        .as_str()
+        .expect("phase")
+        .to_owned()
+}
+
+/// One request on an open (keep-alive) connection.
+async fn request_on(s: &mut TcpStream, path: &str) -> RawResponse {
+    s.write_all(get(path).as_bytes()).await.unwrap();
+    read_response(s, 10, false).await.response()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_with_message(p: &ProxyProcess, message: &str) -> Option<Value> {
+    p.json_logs()
+        .into_iter()
+        .find(|v| v["message"].as_str() == Some(message))
+}
+
+fn connect_refused(r: &std::io::Result<TcpStream>) -> bool {
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
