@@ -16,6 +16,7 @@
 //! clients stop sending new requests `propagation` after termination starts.
 
 use super::hooks::run_handler;
+use super::process::Proc;
 use super::render::{duration, resolve_port, Rendered};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,8 +29,8 @@ use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::child::{spawn_piped, started_addrs, Lines};
-use tokio::process::{Child, Command};
+use support::child::started_addrs;
+use tokio::process::Command;
 
 pub struct Options {
     /// How long after termination starts clients keep sending new requests
@@ -88,72 +89,6 @@ pub struct Exit {
     /// Since termination started.
     pub at: Duration,
     pub killed: bool,
-}
-
-/// A child process with its output lines collected.
-struct Proc {
-    child: Child,
-    lines: Lines,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, what: &str) -> Proc {
-        let mut child = spawn_piped(cmd, what);
-        let lines = Lines::of_child(&mut child);
-        Proc { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.get()
-    }
-
-    /// Waits (up to `secs`) for an output line `f` accepts.
-    async fn wait_line<T>(&mut self, what: &str, secs: u64, f: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(found) = self.lines().iter().find_map(|l| f(l)) {
-                return found;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what}: exited with {status}: {:?}", self.lines());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: timed out: {:?}",
-                self.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn signal(&self, sig: &str) {
-        let Some(pid) = self.child.id() else { return };
-        let _ = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .await;
-    }
-
-    /// Waits for the exit until `deadline`, then SIGKILLs (the kubelet at
-    /// the end of the grace period).
-    async fn exit_by(&mut self, deadline: Instant, t0: Instant) -> Exit {
-        match tokio::time::timeout_at(deadline.into(), self.child.wait()).await {
-            Ok(status) => Exit {
-                status: status.ok(),
-                at: t0.elapsed(),
-                killed: false,
-            },
-            Err(_) => {
-                let _ = self.child.start_kill();
-                Exit {
-                    status: self.child.wait().await.ok(),
-                    at: t0.elapsed(),
-                    killed: true,
-                }
-            }
-        }
-    }
 }
 
 /// Rewrites the rendered config for this machine: listeners on 127.0.0.1
