@@ -107,11 +107,7 @@ async fn sigkill_with_requests_in_flight_answers_every_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncaught_exception_with_requests_in_flight_answers_every_client() {
     let mut app = crash_app(0).await;
-    let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n{TCP_PROBES}",
-        app.addr
-    ))
-    .await;
+    let proxy = ProxyProcess::with_endpoints(&[app.addr], TCP_PROBES).await;
     let slow: Vec<_> = (0..2)
         .map(|_| spawn_exchange(proxy.addr, "GET", "/slow?ms=5000"))
         .collect();

@@ -124,11 +124,8 @@ async fn excess_requests_wait_then_get_connection_limit_reached() {
     let load = Load::default();
     let gate = Arc::new(Semaphore::new(0));
     let app = gated_app(load.clone(), gate.clone()).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n  max_in_flight: 2\n  queue_timeout: 200ms\n",
-        app.addr
-    ))
-    .await;
+    let proxy =
+        Proxy::with_endpoints(&[app.addr], "  max_in_flight: 2\n  queue_timeout: 200ms\n").await;
     let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
 
@@ -172,11 +169,8 @@ async fn queued_request_is_served_when_a_slot_frees_in_time() {
     let load = Load::default();
     let gate = Arc::new(Semaphore::new(0));
     let app = gated_app(load.clone(), gate.clone()).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n  max_in_flight: 2\n  queue_timeout: 3s\n",
-        app.addr
-    ))
-    .await;
+    let proxy =
+        Proxy::with_endpoints(&[app.addr], "  max_in_flight: 2\n  queue_timeout: 3s\n").await;
     let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
 
@@ -249,9 +243,7 @@ async fn recovery_burst(slow_start: &str) -> (usize, usize) {
     let handler = slow_handler(load.clone(), Duration::from_millis(800));
     let app = TestUpstream::start(handler.clone()).await;
     let addr = app.addr;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: {slow_start}\nunavailable:\n  hold: 5s\n"
-    ))
+    let proxy = Proxy::with_endpoints(&[addr], &format!("  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: {slow_start}\nunavailable:\n  hold: 5s\n"))
     .await;
     let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;
@@ -307,9 +299,7 @@ async fn slow_start_ramps_to_max_in_flight() {
     let handler = slow_handler(load.clone(), Duration::from_millis(300));
     let app = TestUpstream::start(handler.clone()).await;
     let addr = app.addr;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\n  max_in_flight: 4\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: 1s\nunavailable:\n  hold: 5s\n"
-    ))
+    let proxy = Proxy::with_endpoints(&[addr], "  max_in_flight: 4\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: 1s\nunavailable:\n  hold: 5s\n")
     .await;
     let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;

@@ -45,11 +45,8 @@ async fn admin_drain_from_loopback_with_get_starts_the_drain_once() {
 #[tokio::test]
 async fn admin_drain_over_http_leaves_the_process_up_until_sigterm() {
     let app = TestUpstream::slow().await;
-    let mut p = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 200ms\n  timeout: 5s\n",
-        app.addr
-    ))
-    .await;
+    let mut p =
+        ProxyProcess::with_endpoints(&[app.addr], "drain:\n  delay: 200ms\n  timeout: 5s\n").await;
     let (addr, admin) = (p.addr, p.admin);
     wait_ready(admin).await;
     let slow = tokio::spawn(async move {

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 /// A child-process lifeguard in front of `app`, ready (its first probe passed).
 async fn start_proxy(app: SocketAddr, extra: &str) -> ProxyProcess {
-    let p = ProxyProcess::start(&format!("app:\n  endpoints: [\"{app}\"]\n{extra}")).await;
+    let p = ProxyProcess::with_endpoints(&[app], &format!("{extra}")).await;
     wait_ready(p.admin).await;
     p
 }

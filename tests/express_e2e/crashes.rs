@@ -132,11 +132,8 @@ async fn requests_in_flight_at_the_crash_all_get_503() {
 #[tokio::test]
 async fn crash_log_names_the_endpoint_and_every_request_in_flight() {
     let mut app = NodeApp::start("app.js", &[]).await;
-    let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\nlog:\n  format: json\n  level: info\n",
-        app.addr
-    ))
-    .await;
+    let proxy =
+        ProxyProcess::with_endpoints(&[app.addr], "log:\n  format: json\n  level: info\n").await;
     let (gets, post, _) = crash_with_requests_in_flight(proxy.addr, &app, "log").await;
     for g in gets {
         assert_connection_terminated(&g.response(), "slow GET");

@@ -9,11 +9,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_with_requests_in_flight_logs_one_event_naming_them_all() {
     let app = DoomedApp::start().await;
-    let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n{TCP_PROBES}",
-        app.addr
-    ))
-    .await;
+    let proxy = ProxyProcess::with_endpoints(&[app.addr], TCP_PROBES).await;
     let addr = proxy.addr;
     let reqs = [
         ("GET", "/a", "crash-a"),
@@ -130,11 +126,7 @@ fn crash_paths(event: &serde_json::Value) -> Vec<String> {
 async fn crash_event_names_only_the_requests_on_the_dead_endpoint() {
     let a = DoomedApp::start().await;
     let b = DoomedApp::start().await;
-    let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\", \"{}\"]\n{TCP_PROBES}",
-        a.addr, b.addr
-    ))
-    .await;
+    let proxy = ProxyProcess::with_endpoints(&[a.addr, b.addr], TCP_PROBES).await;
     let addr = proxy.addr;
     // POSTs: never retried, so each stays on the endpoint it was sent to.
     let tasks: Vec<_> = (0..4)
@@ -190,10 +182,10 @@ async fn retried_request_whose_both_apps_die_is_named_in_both_crash_events() {
     let a = ScriptedUpstream::start(Script::Reset).await;
     let b = ScriptedUpstream::start(Script::Reset).await;
     // One resend (`retry.attempts: 1`), which goes to the other endpoint.
-    let proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\", \"{}\"]\n{TCP_PROBES}retry:\n  attempts: 1\n",
-        a.addr, b.addr
-    ))
+    let proxy = ProxyProcess::with_endpoints(
+        &[a.addr, b.addr],
+        &format!("{TCP_PROBES}retry:\n  attempts: 1\n"),
+    )
     .await;
     let r = raw_exchange(proxy.addr, &get("/twice"), 10)
         .await
@@ -227,7 +219,7 @@ async fn death_after_response_headers_logs_a_crash_event() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello",
     ))
     .await;
-    let proxy = ProxyProcess::start(&format!("app:\n  endpoints: [\"{}\"]\n", app.addr)).await;
+    let proxy = ProxyProcess::with_endpoints(&[app.addr], "").await;
     let r = raw_exchange(proxy.addr, &get("/download"), 10)
         .await
         .response();

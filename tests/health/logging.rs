@@ -35,9 +35,10 @@ async fn state_changes_are_logged_once_each() {
     let flip = Flip::new();
     let app = TestUpstream::start(flip.handler()).await;
     let addr = app.addr;
-    let mut proxy = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\nhealth:\n  interval: 20ms\n  down_interval: 20ms\nunavailable:\n  hold: 0s\n"
-    ))
+    let mut proxy = ProxyProcess::with_endpoints(
+        &[addr],
+        "health:\n  interval: 20ms\n  down_interval: 20ms\nunavailable:\n  hold: 0s\n",
+    )
     .await;
 
     // Up from the first probe; many more probes change nothing.

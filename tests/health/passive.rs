@@ -18,9 +18,7 @@ async fn refused_request_marks_the_endpoint_down_at_once() {
     let app = TestUpstream::start(flip.handler()).await;
     let addr = app.addr;
     // No pooled connections: the next request must connect.
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\n  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 0s\n"
-    ))
+    let proxy = Proxy::with_endpoints(&[addr], "  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 0s\n")
     .await;
     let e = proxy.endpoint(0);
     eventually(5, "first probe: up", || e.is_up()).await;
@@ -84,9 +82,7 @@ async fn hold_expires_with_503() {
     let flip = Flip::new();
     let app = TestUpstream::start(flip.handler()).await;
     let addr = app.addr;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\n  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n"
-    ))
+    let proxy = Proxy::with_endpoints(&[addr], "  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n")
     .await;
     let e = proxy.endpoint(0);
     eventually(5, "up", || e.is_up()).await;

@@ -15,10 +15,7 @@ use tokio::time::timeout;
 /// reading the body, then closes. Returns (address, client requests seen,
 /// the app).
 async fn early_413_app() -> (SocketAddr, Arc<AtomicUsize>, RawApp) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let s2 = seen.clone();
-    let app = RawApp::start(move |mut s| {
-        let seen = s2.clone();
+    let (app, seen) = RawApp::counting(|mut s, seen| {
         async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 8192];

@@ -15,11 +15,7 @@ fn distinct_conns(app: &App) -> Vec<usize> {
 #[tokio::test]
 async fn pool_reuses_app_connections_and_expires_idle_ones() {
     let app = App::start(|_req| async { Response::new(full("ok")) }).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n  pool_idle_timeout: 200ms\n",
-        app.addr
-    ))
-    .await;
+    let proxy = Proxy::with_endpoints(&[app.addr], "  pool_idle_timeout: 200ms\n").await;
     // Sequential requests, each on a new client connection: one app connection.
     for _ in 0..5 {
         let r = raw_exchange(proxy.addr(), b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n", 5)

@@ -293,8 +293,8 @@ async fn memory_stays_flat_while_streaming_256_mib_each_way() {
     let (up_app, seen) = upload_app().await;
     let (down_app, release) = download_app(BIG, true).await;
     // Two endpoints would make the proxy balance; use one process per direction.
-    let up = ProxyProcess::start(&format!("app:\n  endpoints: [\"{}\"]\n", up_app.addr)).await;
-    let down = ProxyProcess::start(&format!("app:\n  endpoints: [\"{}\"]\n", down_app.addr)).await;
+    let up = ProxyProcess::with_endpoints(&[up_app.addr], "").await;
+    let down = ProxyProcess::with_endpoints(&[down_app.addr], "").await;
     // Warm up both (first request allocates pools, buffers, thread stacks).
     let small = upload(up.addr, 100_000, false, &seen).await;
     assert_eq!(small.status, 200);

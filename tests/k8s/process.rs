@@ -2,8 +2,8 @@
 //! collected, signals, and the exit by the end of the grace period.
 
 use super::lifecycle::Exit;
-use std::time::{Duration, Instant};
-use support::child::{spawn_piped, Lines};
+use std::time::Instant;
+use support::child::{spawn_piped, wait_line, Lines};
 use tokio::process::{Child, Command};
 
 /// A child process with its output lines collected.
@@ -30,21 +30,7 @@ impl Proc {
         secs: u64,
         f: impl Fn(&str) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(found) = self.lines().iter().find_map(|l| f(l)) {
-                return found;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what}: exited with {status}: {:?}", self.lines());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: timed out: {:?}",
-                self.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_line(&mut self.child, &self.lines, what, secs, f).await
     }
 
     pub async fn signal(&self, sig: &str) {

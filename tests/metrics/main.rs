@@ -14,7 +14,7 @@ mod status;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use support::upstream::{read_request, reset};
+use support::upstream::{read_request, reset, write_then_reset};
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -79,12 +79,8 @@ async fn serve_script(mut s: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
             let _ = s.shutdown().await;
         }
         "/truncate" => {
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-                .await;
-            let _ = s.flush().await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            reset(s);
+            let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial";
+            write_then_reset(s, partial, Duration::from_millis(100)).await;
         }
         p => {
             if let Some(ms) = p.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {

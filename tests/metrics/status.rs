@@ -9,11 +9,7 @@ use support::*;
 #[tokio::test]
 async fn status_reports_config_endpoints_in_flight_and_crashes() {
     let app = ScriptApp::start().await;
-    let p = ProxyProcess::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\nunavailable:\n  hold: 0s\n",
-        app.addr
-    ))
-    .await;
+    let p = ProxyProcess::with_endpoints(&[app.addr], "unavailable:\n  hold: 0s\n").await;
     let (addr, admin) = (p.addr, p.admin);
     wait_ready(admin).await;
 

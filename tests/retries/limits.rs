@@ -1,7 +1,7 @@
 //! What bounds the resends: `retry.attempts`, the retry budget, buffered
 //! bodies only, never after a timeout or a bad response.
 
-use super::{assert_terminated, get, list, proxy_status};
+use super::{assert_terminated, get, proxy_status};
 use support::*;
 
 use std::time::{Duration, Instant};
@@ -154,10 +154,10 @@ async fn only_buffered_bodies_are_resent() {
 async fn timeouts_and_bad_responses_are_not_resent() {
     let a = ScriptedUpstream::start(Script::Stall).await;
     let b = ScriptedUpstream::start(Script::Stall).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: {}\n  response_timeout: 200ms\nhealth:\n  mode: tcp\n",
-        list(&[a.addr, b.addr])
-    ))
+    let proxy = Proxy::with_endpoints(
+        &[a.addr, b.addr],
+        "  response_timeout: 200ms\nhealth:\n  mode: tcp\n",
+    )
     .await;
     let r = get(proxy.addr(), "/slow").await;
     assert_eq!(r.status, 504);

@@ -77,8 +77,3 @@ async fn counting_app() -> (TestUpstream, Arc<AtomicUsize>) {
     .await;
     (app, n)
 }
-
-fn list(addrs: &[SocketAddr]) -> String {
-    let v: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
-    format!("[{}]", v.join(", "))
-}

@@ -1,7 +1,7 @@
 //! What is resent (idempotent requests, connect failures, POSTs with an
 //! idempotency key) and what is not (a POST the app dropped).
 
-use super::{assert_terminated, counting_app, get, list, send};
+use super::{assert_terminated, counting_app, get, send};
 use support::net::wait_refused;
 use support::*;
 
@@ -14,11 +14,7 @@ use std::sync::atomic::Ordering;
 async fn idempotent_requests_see_no_error_when_an_endpoint_dies() {
     let (a, a_hits) = counting_app().await;
     let (b, b_hits) = counting_app().await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: {}\nhealth:\n  interval: 1h\n",
-        list(&[a.addr, b.addr])
-    ))
-    .await;
+    let proxy = Proxy::with_endpoints(&[a.addr, b.addr], "health:\n  interval: 1h\n").await;
     let (ea, eb) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || ea.is_up() && eb.is_up()).await;
     let a_addr = a.addr;
@@ -76,10 +72,10 @@ async fn connect_failure_is_retried_for_post() {
     let (a, a_hits) = counting_app().await;
     let (b, b_hits) = counting_app().await;
     // No pooled connections: the dead endpoint is met at connect time.
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: {}\n  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\nunavailable:\n  hold: 0s\n",
-        list(&[a.addr, b.addr])
-    ))
+    let proxy = Proxy::with_endpoints(
+        &[a.addr, b.addr],
+        "  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\nunavailable:\n  hold: 0s\n",
+    )
     .await;
     let (ea, eb) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || ea.is_up() && eb.is_up()).await;

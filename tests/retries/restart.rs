@@ -61,9 +61,10 @@ async fn app_restart_during_traffic() {
     let port = closed_port().port();
     let app_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut node = start_node(port, &log, true).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{app_addr}\"]\nhealth:\n  interval: 1s\n  down_interval: 50ms\n"
-    ))
+    let proxy = Proxy::with_endpoints(
+        &[app_addr],
+        "health:\n  interval: 1s\n  down_interval: 50ms\n",
+    )
     .await;
     let e = proxy.endpoint(0);
     assert_eq!(get(proxy.addr(), "/warm").await.status, 200);

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
@@ -67,6 +67,33 @@ impl Lines {
     /// Whether a pipe reached end of file (for one pipe: no more lines).
     pub fn closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits (up to `secs`) for a line of `lines`, the output of `child`, that
+/// `f` accepts, and returns what `f` made of it. Panics, showing the lines,
+/// when the child exits first or time runs out.
+pub async fn wait_line<T>(
+    child: &mut Child,
+    lines: &Lines,
+    what: &str,
+    secs: u64,
+    f: impl Fn(&str) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = lines.get().iter().find_map(|l| f(l)) {
+            return found;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what}: exited with {status}: {:?}", lines.get());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: timed out: {:?}",
+            lines.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

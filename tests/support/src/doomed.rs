@@ -2,7 +2,7 @@
 //! with requests on them, the way a crashed process's kernel does, at the
 //! moment a test chooses or at a scripted point of the exchange.
 
-use crate::upstream::{read_request, reset, RawApp};
+use crate::upstream::{read_request, reset, write_then_reset, RawApp};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,27 +57,22 @@ impl DoomedApp {
 /// Reads the head of one request and `body_bytes` of its body, then resets:
 /// an app that crashes while the upload is still arriving. Counts crashes.
 pub async fn crash_mid_upload_app(body_bytes: usize) -> (SocketAddr, Arc<AtomicUsize>, RawApp) {
-    let crashes = Arc::new(AtomicUsize::new(0));
-    let c = crashes.clone();
-    let app = RawApp::start(move |mut s| {
-        let c = c.clone();
-        async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            loop {
-                if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    if buf.len() - (p + 4) >= body_bytes {
-                        break;
-                    }
-                }
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    let (app, crashes) = RawApp::counting(move |mut s, crashes| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if buf.len() - (p + 4) >= body_bytes {
+                    break;
                 }
             }
-            c.fetch_add(1, Ordering::SeqCst);
-            reset(s);
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
         }
+        crashes.fetch_add(1, Ordering::SeqCst);
+        reset(s);
     })
     .await;
     (app.addr, crashes, app)
@@ -86,24 +81,19 @@ pub async fn crash_mid_upload_app(body_bytes: usize) -> (SocketAddr, Arc<AtomicU
 /// Per request: `/ok` gets a keep-alive 200, `/die` a reset, `/close` a FIN.
 /// Counts requests.
 pub async fn path_scripted_app() -> (SocketAddr, Arc<AtomicUsize>, RawApp) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let app = RawApp::start(move |mut s| {
-        let c = c.clone();
-        async move {
-            while let Some(req) = read_request(&mut s).await {
-                c.fetch_add(1, Ordering::SeqCst);
-                let head = String::from_utf8_lossy(&req).into_owned();
-                match head.split(' ').nth(1).unwrap_or("") {
-                    "/die" => return reset(s),
-                    "/close" => return,
-                    _ => {
-                        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+    let (app, count) = RawApp::counting(|mut s, count| async move {
+        while let Some(req) = read_request(&mut s).await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let head = String::from_utf8_lossy(&req).into_owned();
+            match head.split(' ').nth(1).unwrap_or("") {
+                "/die" => return reset(s),
+                "/close" => return,
+                _ => {
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                 }
             }
@@ -117,32 +107,21 @@ pub async fn path_scripted_app() -> (SocketAddr, Arc<AtomicUsize>, RawApp) {
 /// request on it, `/midbody` sends response headers and part of the body,
 /// then resets.
 pub async fn crashy_app() -> (SocketAddr, Arc<AtomicUsize>, RawApp) {
-    let probes = Arc::new(AtomicUsize::new(0));
-    let p = probes.clone();
-    let app = RawApp::start(move |mut s| {
-        let p = p.clone();
-        async move {
-            let Some(req) = read_request(&mut s).await else {
-                return;
-            };
-            let head = String::from_utf8_lossy(&req).into_owned();
-            if head.starts_with("GET /health ") {
-                p.fetch_add(1, Ordering::SeqCst);
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-            } else if head.starts_with("GET /midbody ") {
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-                    .await;
-                let _ = s.flush().await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                reset(s);
-            } else {
-                reset(s);
-            }
+    let (app, probes) = RawApp::counting(|mut s, probes| async move {
+        let Some(req) = read_request(&mut s).await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&req).into_owned();
+        if head.starts_with("GET /health ") {
+            probes.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        } else if head.starts_with("GET /midbody ") {
+            let partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial";
+            write_then_reset(s, partial, Duration::from_millis(50)).await;
+        } else {
+            reset(s);
         }
     })
     .await;

@@ -56,12 +56,7 @@ impl Proxy {
 
     /// A config with one or more endpoints and otherwise defaults.
     pub async fn with_endpoints(endpoints: &[SocketAddr], extra: &str) -> Proxy {
-        let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
-        Proxy::start(&format!(
-            "app:\n  endpoints: [{}]\n{extra}",
-            list.join(", ")
-        ))
-        .await
+        Proxy::start(&endpoints_yaml(endpoints, extra)).await
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -80,6 +75,13 @@ impl Proxy {
     pub fn endpoint(&self, i: usize) -> std::sync::Arc<api::Endpoint> {
         self.running.shared.snapshot.load().endpoints[i].clone()
     }
+}
+
+/// `app.endpoints` set to `endpoints`, then `extra`, which may go on with
+/// more of the `app:` section (indented lines) or start other sections.
+pub fn endpoints_yaml(endpoints: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
+    format!("app:\n  endpoints: [{}]\n{extra}", list.join(", "))
 }
 
 fn init_logging() {

@@ -1,11 +1,10 @@
 //! lifeguard as a real child process: config written to a temp dir, JSON logs
 //! captured, real signals.
 
-use crate::child::{kill, spawn_piped, started_addrs, wait_exit, Lines};
+use crate::child::{kill, spawn_piped, started_addrs, wait_exit, wait_line, Lines};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 pub struct ProxyProcess {
@@ -62,27 +61,19 @@ impl ProxyProcess {
         Self::start_with_file(dir, config_path).await
     }
 
+    /// As [`crate::Proxy::with_endpoints`], as a child process.
+    pub async fn with_endpoints(endpoints: &[SocketAddr], extra: &str) -> ProxyProcess {
+        ProxyProcess::start(&crate::endpoints_yaml(endpoints, extra)).await
+    }
+
     pub async fn start_with_file(dir: tempfile::TempDir, config_path: PathBuf) -> ProxyProcess {
         let mut child = spawn_piped(
             Command::new(binary()).arg("--config").arg(&config_path),
             "lifeguard",
         );
         let logs = Lines::of_child(&mut child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (addr, admin) = loop {
-            if let Some(x) = logs.get().iter().find_map(|l| started_addrs(l)) {
-                break x;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("lifeguard exited with {status}: {:?}", logs.get());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lifeguard did not start: {:?}",
-                logs.get()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let (addr, admin) =
+            wait_line(&mut child, &logs, "lifeguard start", 10, started_addrs).await;
         ProxyProcess {
             child,
             addr,

@@ -2,7 +2,7 @@
 //! connection: response heads as they come (1xx included), exact reads,
 //! reads until the peer closes, and exchanges on a kept-alive connection.
 
-use crate::client::{read_response, RawResponse};
+use crate::client::{header_value, read_response, RawResponse};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -28,10 +28,7 @@ pub struct Head {
 
 impl Head {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 }
 

@@ -110,32 +110,30 @@ pub async fn tls_get(
         .map(|c| c.to_vec())
         .unwrap_or_default();
     let io = TokioIo::new(tls);
-    let resp = if alpn.as_deref() == Some(b"h2") {
+    let (uri, host) = if alpn.as_deref() == Some(b"h2") {
+        (format!("https://localhost{path}"), None)
+    } else {
+        (path.to_owned(), Some("localhost"))
+    };
+    let mut req = http::Request::get(uri);
+    if let Some(host) = host {
+        req = req.header("host", host);
+    }
+    let req = req.body(Empty::<Bytes>::new()).unwrap();
+    let resp = if host.is_none() {
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(std::io::Error::other)?;
         tokio::spawn(conn);
-        let req = http::Request::get(format!("https://localhost{path}"))
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        sender
-            .send_request(req)
-            .await
-            .map_err(std::io::Error::other)?
+        sender.send_request(req).await
     } else {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(std::io::Error::other)?;
         tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        sender
-            .send_request(req)
-            .await
-            .map_err(std::io::Error::other)?
-    };
+        sender.send_request(req).await
+    }
+    .map_err(std::io::Error::other)?;
     let version = resp.version();
     let status = resp.status().as_u16();
     let body = resp

@@ -192,6 +192,20 @@ impl RawApp {
         }
     }
 
+    /// As [`RawApp::start`], with a counter shared by every connection:
+    /// `serve` counts what the app's test wants counted (requests, probes,
+    /// crashes).
+    pub async fn counting<F, Fut>(serve: F) -> (RawApp, Arc<AtomicUsize>)
+    where
+        F: Fn(TcpStream, Arc<AtomicUsize>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        let app = RawApp::start(move |s| serve(s, c.clone())).await;
+        (app, count)
+    }
+
     /// Stops listening right now, as a dead process does (Linux takes a
     /// listening socket out of LISTEN on shutdown): a connect that follows
     /// finds the port refusing, not queued in the backlog of a listener
@@ -230,15 +244,13 @@ pub struct ScriptedUpstream {
 
 impl ScriptedUpstream {
     pub async fn start(script: Script) -> ScriptedUpstream {
-        let requests = Arc::new(AtomicUsize::new(0));
-        let r = requests.clone();
-        let app = RawApp::start(move |mut s| {
-            let (script, r) = (script.clone(), r.clone());
+        let (app, requests) = RawApp::counting(move |mut s, requests| {
+            let script = script.clone();
             async move {
                 if read_request(&mut s).await.is_none() {
                     return;
                 }
-                r.fetch_add(1, Ordering::SeqCst);
+                requests.fetch_add(1, Ordering::SeqCst);
                 act(s, script).await;
             }
         })
@@ -266,13 +278,17 @@ async fn act(mut s: TcpStream, script: Script) {
             let _ = s.write_all(bytes).await;
             let _ = s.flush().await;
         }
-        Script::RawThenReset(bytes) => {
-            let _ = s.write_all(bytes).await;
-            let _ = s.flush().await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            reset(s);
-        }
+        Script::RawThenReset(bytes) => write_then_reset(s, bytes, Duration::from_millis(100)).await,
     }
+}
+
+/// Writes `bytes` (a response head and part of its body, say), waits
+/// `pause`, then resets: death after response headers.
+pub async fn write_then_reset(mut s: TcpStream, bytes: &[u8], pause: Duration) {
+    let _ = s.write_all(bytes).await;
+    let _ = s.flush().await;
+    tokio::time::sleep(pause).await;
+    reset(s);
 }
 
 /// Closes with RST, as the kernel does for a killed process with unread data.
