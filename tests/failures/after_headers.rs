@@ -7,11 +7,13 @@ use support::*;
 
 #[tokio::test]
 async fn death_after_response_headers_truncates_content_length_body() {
-    let app = ScriptedUpstream::start(Script::RawThenReset(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\nhello",
-    ))
+    let (app, proxy) = Proxy::scripted(
+        Script::RawThenReset(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\nhello",
+        ),
+        TCP_PROBES,
+    )
     .await;
-    let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
     let r = send(proxy.addr(), &get("/partial")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("content-length"), Some("100"), "{r:?}");
@@ -23,11 +25,13 @@ async fn death_after_response_headers_truncates_content_length_body() {
 
 #[tokio::test]
 async fn death_after_response_headers_truncates_chunked_body() {
-    let app = ScriptedUpstream::start(Script::RawThenReset(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-    ))
+    let (app, proxy) = Proxy::scripted(
+        Script::RawThenReset(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ),
+        TCP_PROBES,
+    )
     .await;
-    let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
     let r = send(proxy.addr(), &get("/partial")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(
@@ -44,11 +48,13 @@ async fn death_after_response_headers_truncates_chunked_body() {
 async fn death_after_response_headers_truncates_close_delimited_body() {
     // A close-delimited body ended by a reset is not complete: lifeguard must
     // not turn it into a complete-looking response.
-    let app = ScriptedUpstream::start(Script::RawThenReset(
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\npartial",
-    ))
+    let (_app, proxy) = Proxy::scripted(
+        Script::RawThenReset(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\npartial",
+        ),
+        "",
+    )
     .await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
     let r = send(proxy.addr(), &get("/partial")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.truncated, "must look truncated, not complete: {r:?}");

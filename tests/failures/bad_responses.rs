@@ -45,8 +45,7 @@ async fn unparseable_response_is_502_http_protocol_error() {
         b"HTTP/1.1 200 OK\r\nthis is not a header\r\n\r\n",
     ];
     for bytes in garbage {
-        let app = ScriptedUpstream::start(Script::Raw(bytes)).await;
-        let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
+        let (app, proxy) = Proxy::scripted(Script::Raw(bytes), TCP_PROBES).await;
         let r = send(proxy.addr(), &get("/g")).await;
         assert_synthesized_html(&r, 502, "lifeguard; error=http_protocol_error");
         let r = send(proxy.addr(), &post("/g", "x")).await;
@@ -82,8 +81,7 @@ async fn interim_or_partial_head_then_death_is_503_not_a_response() {
         ),
     ];
     for (script, what) in cases {
-        let app = ScriptedUpstream::start(script).await;
-        let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
+        let (app, proxy) = Proxy::scripted(script, TCP_PROBES).await;
         match raw_exchange(proxy.addr(), &get("/x"), 10).await {
             RawOutcome::Response(r) => {
                 assert_eq!(r.status, 503, "{what}: {r:?}");

@@ -26,6 +26,33 @@ struct HangingApp {
 }
 
 impl HangingApp {
+    /// The app, a proxy in front of it, and a client connection on which
+    /// `request` was sent.
+    async fn with_client(request: &[u8]) -> (HangingApp, Proxy, TcpStream) {
+        let app = HangingApp::start().await;
+        let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+        let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+        client.write_all(request).await.unwrap();
+        (app, proxy, client)
+    }
+
+    /// Waits until the `/hang...` request head reached the app.
+    async fn wait_head(&self, what: &str) {
+        let heads = self.heads.clone();
+        eventually(5, what, || heads.load(Ordering::SeqCst) == 1).await;
+    }
+
+    /// Waits until lifeguard closed the app connection and the request left
+    /// `/admin/inflight`.
+    async fn wait_cancelled(&self, proxy: &Proxy) {
+        let closed = self.closed.clone();
+        eventually(5, "lifeguard closes the app connection", || {
+            closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        inflight_until(proxy, "/admin/inflight empty", |l| l.is_empty()).await;
+    }
+
     async fn start() -> HangingApp {
         let heads = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
@@ -85,27 +112,15 @@ async fn serve_hanging(mut s: TcpStream, heads: Arc<AtomicUsize>, closed: Arc<At
 
 #[tokio::test]
 async fn client_gone_mid_request_cancels_upstream_and_clears_inflight() {
-    let app = HangingApp::start().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
-    client.write_all(&get("/hang/get")).await.unwrap();
-    let heads = app.heads.clone();
-    eventually(5, "request reaches the app", || {
-        heads.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let (app, proxy, client) = HangingApp::with_client(&get("/hang/get")).await;
+    app.wait_head("request reaches the app").await;
     inflight_until(&proxy, "the request listed in flight", |l| {
         l.len() == 1 && l[0]["path"] == "/hang/get" && l[0]["method"] == "GET"
     })
     .await;
 
     drop(client); // the client goes away
-    let closed = app.closed.clone();
-    eventually(5, "lifeguard closes the app connection", || {
-        closed.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    inflight_until(&proxy, "/admin/inflight empty", |l| l.is_empty()).await;
+    app.wait_cancelled(&proxy).await;
     assert_eq!(
         inflight(proxy.admin()).await,
         Vec::<serde_json::Value>::new()
@@ -119,30 +134,16 @@ async fn client_gone_mid_request_cancels_upstream_and_clears_inflight() {
 
 #[tokio::test]
 async fn client_gone_mid_upload_cancels_upstream_and_clears_inflight() {
-    let app = HangingApp::start().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
-    client
-        .write_all(b"POST /hang/upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nfirst-bytes")
-        .await
-        .unwrap();
-    let heads = app.heads.clone();
-    eventually(5, "upload head reaches the app", || {
-        heads.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let upload = b"POST /hang/upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nfirst-bytes";
+    let (app, proxy, client) = HangingApp::with_client(upload).await;
+    app.wait_head("upload head reaches the app").await;
     inflight_until(&proxy, "the upload listed in flight", |l| {
         l.len() == 1 && l[0]["path"] == "/hang/upload" && l[0]["method"] == "POST"
     })
     .await;
 
     reset(client); // the client goes away abruptly mid-body
-    let closed = app.closed.clone();
-    eventually(5, "lifeguard closes the app connection", || {
-        closed.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    inflight_until(&proxy, "/admin/inflight empty", |l| l.is_empty()).await;
+    app.wait_cancelled(&proxy).await;
 
     let r = send(proxy.addr(), &get("/after")).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -150,10 +151,7 @@ async fn client_gone_mid_upload_cancels_upstream_and_clears_inflight() {
 
 #[tokio::test]
 async fn client_gone_mid_download_cancels_upstream_and_clears_inflight() {
-    let app = HangingApp::start().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
-    client.write_all(&get("/hang-body")).await.unwrap();
+    let (app, proxy, mut client) = HangingApp::with_client(&get("/hang-body")).await;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(10).any(|w| w == b"first-part") {
@@ -167,12 +165,7 @@ async fn client_gone_mid_download_cancels_upstream_and_clears_inflight() {
     assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
 
     drop(client); // the client goes away mid-download
-    let closed = app.closed.clone();
-    eventually(5, "lifeguard closes the app connection", || {
-        closed.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    inflight_until(&proxy, "/admin/inflight empty", |l| l.is_empty()).await;
+    app.wait_cancelled(&proxy).await;
     let r = send(proxy.addr(), &get("/after")).await;
     assert_eq!(r.status, 200, "{r:?}");
 }

@@ -179,8 +179,7 @@ async fn crash_event_names_only_the_requests_on_the_dead_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_request_whose_both_apps_die_is_named_in_both_crash_events() {
-    let a = ScriptedUpstream::start(Script::Reset).await;
-    let b = ScriptedUpstream::start(Script::Reset).await;
+    let (a, b) = ScriptedUpstream::pair(Script::Reset).await;
     // One resend (`retry.attempts: 1`), which goes to the other endpoint.
     let proxy = ProxyProcess::with_endpoints(
         &[a.addr, b.addr],

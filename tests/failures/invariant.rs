@@ -13,8 +13,7 @@ use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invariant_posts_against_a_resetting_app_always_get_503() {
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
+    let (dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
     for i in 0..50 {
         match raw_exchange(proxy.addr(), &post(&format!("/seq{i}"), "body"), 10).await {
             RawOutcome::Response(r) => assert_synthesized(&r, 503, &terminated_unknown()),

@@ -13,6 +13,7 @@ mod resets;
 mod synthesized;
 
 use support::admin::inflight;
+use support::synth::TCP_PROBES;
 use support::*;
 
 use std::net::SocketAddr;
@@ -75,6 +76,15 @@ fn assert_synthesized_html(r: &RawResponse, status: u16, proxy_status: &str) {
         body.contains(r.header("x-request-id").unwrap()),
         "request id missing from page: {body}"
     );
+}
+
+/// A dead endpoint following `script` and a healthy echo app, behind one
+/// proxy probing with TCP.
+async fn dead_and_healthy(script: Script) -> (ScriptedUpstream, TestUpstream, Proxy) {
+    let dead = ScriptedUpstream::start(script).await;
+    let app = TestUpstream::echo().await;
+    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
+    (dead, app, proxy)
 }
 
 fn echo_json(r: &RawResponse) -> serde_json::Value {

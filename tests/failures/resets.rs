@@ -3,8 +3,8 @@
 //! `retry.attempts`) and what is not (POST, PATCH).
 
 use super::{
-    assert_synthesized, assert_synthesized_html, echo_json, get, inflight_until, post, request,
-    send,
+    assert_synthesized, assert_synthesized_html, dead_and_healthy, echo_json, get, inflight_until,
+    post, request, send,
 };
 use support::synth::{terminated, terminated_unknown, TCP_PROBES};
 use support::*;
@@ -29,9 +29,7 @@ async fn until_dead_hit(
 
 #[tokio::test]
 async fn get_reset_after_send_is_retried_once_on_the_other_endpoint() {
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
+    let (dead, app, proxy) = dead_and_healthy(Script::Reset).await;
     let (r, sent) = until_dead_hit(&proxy, &dead, |i| get(&format!("/r{i}"))).await;
     assert_eq!(r.status, 200, "retried GET must succeed: {r:?}");
     assert_eq!(echo_json(&r)["method"], "GET");
@@ -45,9 +43,7 @@ async fn get_reset_after_send_is_retried_once_on_the_other_endpoint() {
 
 #[tokio::test]
 async fn get_closed_after_send_is_retried_once_on_the_other_endpoint() {
-    let dead = ScriptedUpstream::start(Script::Close).await;
-    let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
+    let (dead, app, proxy) = dead_and_healthy(Script::Close).await;
     let (r, sent) = until_dead_hit(&proxy, &dead, |i| get(&format!("/c{i}"))).await;
     assert_eq!(r.status, 200, "retried GET must succeed: {r:?}");
     assert_eq!(dead.requests(), 1);
@@ -59,9 +55,7 @@ async fn put_and_delete_reset_after_send_are_retried_with_their_body() {
     let body = "put-body-0123456789";
     for method in ["PUT", "DELETE"] {
         // A fresh proxy per method: the dead endpoint is new to it.
-        let dead = ScriptedUpstream::start(Script::Reset).await;
-        let app = TestUpstream::echo().await;
-        let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
+        let (dead, app, proxy) = dead_and_healthy(Script::Reset).await;
         let b = if method == "PUT" { body } else { "" };
         let (r, sent) =
             until_dead_hit(&proxy, &dead, |i| request(method, &format!("/r{i}"), "", b)).await;
@@ -106,9 +100,7 @@ async fn get_is_retried_at_most_once() {
 
 #[tokio::test]
 async fn post_reset_after_send_is_never_resent() {
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
+    let (dead, app, proxy) = dead_and_healthy(Script::Reset).await;
     let (r, sent) =
         until_dead_hit(&proxy, &dead, |i| post(&format!("/order{i}"), "{\"n\":1}")).await;
     assert_synthesized_html(&r, 503, &terminated_unknown());
@@ -122,9 +114,7 @@ async fn post_reset_after_send_is_never_resent() {
 
 #[tokio::test]
 async fn patch_closed_after_send_is_never_resent() {
-    let dead = ScriptedUpstream::start(Script::Close).await;
-    let app = TestUpstream::echo().await;
-    let proxy = Proxy::with_endpoints(&[dead.addr, app.addr], TCP_PROBES).await;
+    let (dead, app, proxy) = dead_and_healthy(Script::Close).await;
     let (r, sent) = until_dead_hit(&proxy, &dead, |i| {
         request("PATCH", &format!("/p{i}"), "", "{}")
     })
@@ -137,12 +127,12 @@ async fn patch_closed_after_send_is_never_resent() {
 #[tokio::test]
 async fn post_and_patch_reset_or_closed_single_endpoint_is_503_outcome_unknown() {
     for script in [Script::Reset, Script::Close] {
-        let dead = ScriptedUpstream::start(script.clone()).await;
-        let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
+        let (dead, proxy) = Proxy::scripted(script.clone(), TCP_PROBES).await;
         let r = send(proxy.addr(), &post("/pay", "amount=10")).await;
         assert_synthesized_html(&r, 503, &terminated_unknown());
         assert_eq!(dead.requests(), 1, "{script:?}: POST delivered once");
-        let r = send(proxy.addr(), &request("PATCH", "/pay", "", "a=1")).await;
+        let req = request("PATCH", "/pay", "", "a=1");
+        let r = send(proxy.addr(), &req).await;
         assert_synthesized_html(&r, 503, &terminated_unknown());
         assert_eq!(dead.requests(), 2, "{script:?}: PATCH delivered once");
     }
@@ -154,9 +144,9 @@ async fn get_and_head_reset_or_closed_single_endpoint_is_503_connection_terminat
         for method in ["GET", "HEAD"] {
             // A proxy per request: each has the retry budget's floor (3) to
             // itself, more than the default `retry.attempts` (2).
-            let dead = ScriptedUpstream::start(script.clone()).await;
-            let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
-            let r = send(proxy.addr(), &request(method, "/page", "", "")).await;
+            let (dead, proxy) = Proxy::scripted(script.clone(), TCP_PROBES).await;
+            let req = request(method, "/page", "", "");
+            let r = send(proxy.addr(), &req).await;
             if method == "GET" {
                 assert_synthesized_html(&r, 503, &terminated());
             } else {
@@ -171,13 +161,9 @@ async fn get_and_head_reset_or_closed_single_endpoint_is_503_connection_terminat
 
 #[tokio::test]
 async fn expect_continue_and_chunked_posts_against_a_resetting_app_get_503() {
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
-    let r = send(
-        proxy.addr(),
-        &request("POST", "/expect", "Expect: 100-continue\r\n", "hello"),
-    )
-    .await;
+    let (dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
+    let req = request("POST", "/expect", "Expect: 100-continue\r\n", "hello");
+    let r = send(proxy.addr(), &req).await;
     assert_synthesized(&r, 503, &terminated_unknown());
     let chunked = b"POST /chunked HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let r = send(proxy.addr(), chunked).await;

@@ -42,13 +42,9 @@ async fn retry_after_is_configurable() {
 
 #[tokio::test]
 async fn client_request_id_is_echoed_and_one_is_generated_otherwise() {
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
-    let r = send(
-        proxy.addr(),
-        &request("POST", "/id", "X-Request-Id: client-id-42\r\n", "b"),
-    )
-    .await;
+    let (_dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
+    let req = request("POST", "/id", "X-Request-Id: client-id-42\r\n", "b");
+    let r = send(proxy.addr(), &req).await;
     assert_synthesized_html(&r, 503, &terminated_unknown());
     assert_eq!(r.header("x-request-id"), Some("client-id-42"));
     assert!(r.body_text().contains("client-id-42"));
@@ -63,16 +59,13 @@ async fn client_request_id_is_echoed_and_one_is_generated_otherwise() {
 #[tokio::test]
 async fn json_body_when_client_accepts_json() {
     let proxy = proxy_whose_app_just_died("  hold: 0s\n").await;
-    let r = send(
-        proxy.addr(),
-        &request(
-            "GET",
-            "/api",
-            "Accept: application/json\r\nX-Request-Id: j-1\r\n",
-            "",
-        ),
-    )
-    .await;
+    let req = request(
+        "GET",
+        "/api",
+        "Accept: application/json\r\nX-Request-Id: j-1\r\n",
+        "",
+    );
+    let r = send(proxy.addr(), &req).await;
     assert_synthesized(&r, 503, &refused());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
@@ -82,13 +75,9 @@ async fn json_body_when_client_accepts_json() {
     assert_eq!(v["outcome_unknown"], false, "{v}");
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
 
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
-    let r = send(
-        proxy.addr(),
-        &request("POST", "/api", "Accept: application/json\r\n", "{}"),
-    )
-    .await;
+    let (_dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
+    let req = request("POST", "/api", "Accept: application/json\r\n", "{}");
+    let r = send(proxy.addr(), &req).await;
     assert_synthesized(&r, 503, &terminated_unknown());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
@@ -104,8 +93,7 @@ async fn json_body_when_client_accepts_json() {
 
 #[tokio::test]
 async fn synthesized_response_closes_the_client_connection() {
-    let dead = ScriptedUpstream::start(Script::Reset).await;
-    let proxy = Proxy::with_endpoints(&[dead.addr], TCP_PROBES).await;
+    let (_dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
     let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
     // A keep-alive request: lifeguard must still close after its 503.
     s.write_all(&post("/ka", "1")).await.unwrap();

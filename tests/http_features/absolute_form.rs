@@ -1,17 +1,15 @@
 //! Absolute-form request targets.
 
-use super::{json, App};
-use support::*;
+use super::{echo_proxy, json, send};
 
 #[tokio::test]
 async fn absolute_form_target_becomes_origin_form() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let (app, proxy) = echo_proxy("").await;
     for req in [
         &b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
         b"GET http://example.com/x?y=1 HTTP/1.1\r\n\r\n",
     ] {
-        let r = raw_exchange(proxy.addr(), req, 5).await.response();
+        let r = send(&proxy, req).await;
         assert_eq!(r.status, 200);
         let v = json(&r);
         assert_eq!(v["path"], "/x?y=1", "{v}");
@@ -25,15 +23,12 @@ async fn absolute_form_target_becomes_origin_form() {
 /// received Host and replace it with the target's authority.
 #[tokio::test]
 async fn absolute_form_authority_overrides_host_header() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let r = raw_exchange(
-        proxy.addr(),
+    let (_app, proxy) = echo_proxy("").await;
+    let r = send(
+        &proxy,
         b"GET http://example.com/x HTTP/1.1\r\nHost: other.example\r\n\r\n",
-        5,
     )
-    .await
-    .response();
+    .await;
     assert_eq!(r.status, 200);
     let v = json(&r);
     assert_eq!(v["path"], "/x");

@@ -1,7 +1,7 @@
 //! 100-continue, HEAD, and chunked response trailers.
 
-use super::{json, App};
-use support::raw::{connect, exchange_on, find, read_for, read_head};
+use super::{echo_proxy, json, App};
+use support::raw::{connect_and_send, exchange_on, find, read_for, read_head};
 use support::upstream::full;
 use support::*;
 
@@ -13,14 +13,12 @@ use tokio::time::{timeout_at, Instant};
 
 #[tokio::test]
 async fn expect_100_continue() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(
+    let (_app, proxy) = echo_proxy("").await;
+    let mut s = connect_and_send(
+        proxy.addr(),
         b"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     // The client waits for 100 before sending the body (no fallback timer).
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert_eq!(head.status, 100, "{head:?}");
@@ -38,10 +36,7 @@ async fn expect_100_continue() {
 async fn head_response_has_content_length_and_no_body() {
     let app = App::start(|_req| async { Response::new(full(vec![b'x'; 1234])) }).await;
     let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_send(proxy.addr(), b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("1234"), "{head:?}");
@@ -95,16 +90,15 @@ async fn read_chunked_raw(s: &mut TcpStream, mut body: Vec<u8>) -> String {
 /// that did not ask for trailers gets the body without them.
 #[tokio::test]
 async fn chunked_response_trailers_reach_a_client_that_accepts_them() {
-    let app = ScriptedUpstream::start(Script::Raw(
+    let (_app, proxy) = Proxy::scripted(Script::Raw(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
-    ))
-    .await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    ), "").await;
 
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(b"GET /t HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_send(
+        proxy.addr(),
+        b"GET /t HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n",
+    )
+    .await;
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("transfer-encoding"), Some("chunked"));
@@ -116,10 +110,7 @@ async fn chunked_response_trailers_reach_a_client_that_accepts_them() {
         "trailer not forwarded: {text:?}"
     );
 
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(b"GET /t HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_send(proxy.addr(), b"GET /t HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert_eq!(head.status, 200);
     let text = read_chunked_raw(&mut s, head.rest).await;

@@ -1,6 +1,6 @@
 //! HTTP/2 with prior knowledge (h2c).
 
-use super::{is_generated_id, App};
+use super::{echo_proxy, is_generated_id, App};
 use support::raw::connect;
 use support::upstream::full;
 use support::*;
@@ -32,8 +32,7 @@ async fn h2_json(resp: Response<Incoming>) -> serde_json::Value {
 
 #[tokio::test]
 async fn h2c_prior_knowledge_get_and_post() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let (app, proxy) = echo_proxy("").await;
     let mut h2 = h2_client(proxy.addr()).await;
 
     let resp = h2

@@ -1,7 +1,7 @@
 //! Header rules: hop-by-hop headers removed both ways, forwarding headers
 //! and the request id.
 
-use super::{is_generated_id, json, App};
+use super::{echo_proxy, is_generated_id, json, send, App};
 use support::upstream::full;
 use support::*;
 
@@ -9,17 +9,14 @@ use http::Response;
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_towards_the_app() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let r = raw_exchange(
-        proxy.addr(),
+    let (_app, proxy) = echo_proxy("").await;
+    let r = send(
+        &proxy,
         b"GET /h?q=1 HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, X-Foo\r\n\
           X-Foo: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\n\
           Upgrade: h2c\r\nX-Kept: yes\r\n\r\n",
-        5,
     )
-    .await
-    .response();
+    .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     let h = &json(&r)["headers"];
     for gone in [
@@ -36,13 +33,11 @@ async fn hop_by_hop_headers_are_removed_towards_the_app() {
     assert_eq!(json(&r)["path"], "/h?q=1");
 
     // `TE: trailers` is the one TE value that is forwarded.
-    let r = raw_exchange(
-        proxy.addr(),
+    let r = send(
+        &proxy,
         b"GET /t HTTP/1.1\r\nHost: app\r\nConnection: TE\r\nTE: trailers\r\n\r\n",
-        5,
     )
-    .await
-    .response();
+    .await;
     let h = &json(&r)["headers"];
     assert_eq!(h["te"], "trailers", "{h}");
     assert!(h.get("connection").is_none(), "{h}");
@@ -61,9 +56,7 @@ async fn hop_by_hop_headers_are_removed_towards_the_client() {
     })
     .await;
     let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let r = raw_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: app\r\n\r\n", 5)
-        .await
-        .response();
+    let r = send(&proxy, b"GET / HTTP/1.1\r\nHost: app\r\n\r\n").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-resp"), Some("kept"));
     assert_eq!(r.header("x-bar"), None, "{:?}", r.headers);
@@ -73,19 +66,16 @@ async fn hop_by_hop_headers_are_removed_towards_the_client() {
 
 #[tokio::test]
 async fn forwarding_headers_and_request_id() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let (_app, proxy) = echo_proxy("").await;
 
     // X-Forwarded-For is appended to; Proto and Host are set by lifeguard
     // (client-supplied values are replaced); an id is generated and echoed.
-    let r = raw_exchange(
-        proxy.addr(),
+    let r = send(
+        &proxy,
         b"GET / HTTP/1.1\r\nHost: shop.example:8443\r\nX-Forwarded-For: 1.2.3.4\r\n\
           X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n\r\n",
-        5,
     )
-    .await
-    .response();
+    .await;
     assert_eq!(r.status, 200);
     let h = &json(&r)["headers"];
     assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1", "{h}");
@@ -100,9 +90,7 @@ async fn forwarding_headers_and_request_id() {
     assert_eq!(r.header("x-request-id"), Some(generated.as_str()));
 
     // Without X-Forwarded-For, it is the peer alone; ids differ per request.
-    let r = raw_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 5)
-        .await
-        .response();
+    let r = send(&proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let h = &json(&r)["headers"];
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-host"], "a");
@@ -112,13 +100,11 @@ async fn forwarding_headers_and_request_id() {
     assert_eq!(r.header("x-request-id"), Some(second));
 
     // A client's id is passed through and echoed.
-    let r = raw_exchange(
-        proxy.addr(),
+    let r = send(
+        &proxy,
         b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: client-id-42\r\n\r\n",
-        5,
     )
-    .await
-    .response();
+    .await;
     assert_eq!(json(&r)["headers"]["x-request-id"], "client-id-42");
     assert_eq!(r.header("x-request-id"), Some("client-id-42"));
 

@@ -1,8 +1,7 @@
 //! Client keep-alive and its timeouts.
 
-use super::{json, App, Seen};
-use support::raw::{connect, exchange_on, read_for};
-use support::*;
+use super::{echo_proxy, json, Seen};
+use support::raw::{connect, connect_and_send, exchange_on, read_for};
 
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -11,8 +10,7 @@ use tokio::time::{timeout, Instant};
 
 #[tokio::test]
 async fn keep_alive_serves_several_requests_on_one_connection() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let (app, proxy) = echo_proxy("").await;
     let mut s = connect(proxy.addr()).await;
     for i in 0..3 {
         let r = exchange_on(
@@ -33,6 +31,9 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     assert_eq!(app.hits(), 4);
 }
 
+/// The `idle_timeout` or `header_timeout` under test (300ms in the configs).
+const TIMEOUT: Duration = Duration::from_millis(300);
+
 /// Asserts that `s` is closed by lifeguard, with no byte, about `expected`
 /// after now (never before: timers do not fire early; generously after).
 async fn assert_closed_after(s: &mut TcpStream, expected: Duration, what: &str) {
@@ -51,15 +52,9 @@ async fn assert_closed_after(s: &mut TcpStream, expected: Duration, what: &str) 
 
 #[tokio::test]
 async fn idle_timeout_closes_a_silent_connection() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "client:\n  idle_timeout: 300ms\n").await;
+    let (_app, proxy) = echo_proxy("client:\n  idle_timeout: 300ms\n").await;
     let mut s = connect(proxy.addr()).await;
-    assert_closed_after(
-        &mut s,
-        Duration::from_millis(300),
-        "connection that never sent a byte",
-    )
-    .await;
+    assert_closed_after(&mut s, TIMEOUT, "connection that never sent a byte").await;
 }
 
 /// The watchdog in `server/conn.rs` sleeps until the deadline it computed
@@ -69,34 +64,20 @@ async fn idle_timeout_closes_a_silent_connection() {
 /// idle_timeout 300ms (~1 s with header_timeout 1s).
 #[tokio::test]
 async fn idle_timeout_closes_an_idle_keep_alive_connection() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "client:\n  idle_timeout: 300ms\n").await;
+    let (_app, proxy) = echo_proxy("client:\n  idle_timeout: 300ms\n").await;
     let mut s = connect(proxy.addr()).await;
     let r = exchange_on(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
-    assert_closed_after(
-        &mut s,
-        Duration::from_millis(300),
-        "idle keep-alive connection",
-    )
-    .await;
+    assert_closed_after(&mut s, TIMEOUT, "idle keep-alive connection").await;
 }
 
 #[tokio::test]
 async fn header_timeout_cuts_slow_request_heads() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(
-        &[app.addr],
-        "client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n",
-    )
-    .await;
-    let header_timeout = Duration::from_millis(300);
+    let (app, proxy) = echo_proxy("client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n").await;
+    let header_timeout = TIMEOUT;
 
     // A partial head, then silence.
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_send(proxy.addr(), b"GET /slow HTTP/1.1\r\nHost: a\r\n").await;
     assert_closed_after(&mut s, header_timeout, "stalled partial head").await;
 
     // A head trickling in a byte every 50 ms: the clock runs from its first
@@ -142,33 +123,18 @@ async fn header_timeout_cuts_slow_request_heads() {
 /// header_timeout: slowloris protection is off on kept-alive connections.
 #[tokio::test]
 async fn header_timeout_cuts_a_slow_head_after_a_keep_alive_pause() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(
-        &[app.addr],
-        "client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n",
-    )
-    .await;
+    let (_app, proxy) = echo_proxy("client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n").await;
     let mut s = connect(proxy.addr()).await;
     let r = exchange_on(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     s.write_all(b"GET /second HTTP/1.1\r\n").await.unwrap();
-    assert_closed_after(
-        &mut s,
-        Duration::from_millis(300),
-        "stalled head after a pause",
-    )
-    .await;
+    assert_closed_after(&mut s, TIMEOUT, "stalled head after a pause").await;
 }
 
 #[tokio::test]
 async fn idle_connections_outlive_header_timeout() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(
-        &[app.addr],
-        "client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n",
-    )
-    .await;
+    let (app, proxy) = echo_proxy("client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n").await;
     // No byte sent for longer than header_timeout: still open.
     let mut s = connect(proxy.addr()).await;
     tokio::time::sleep(Duration::from_millis(700)).await;

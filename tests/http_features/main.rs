@@ -157,6 +157,19 @@ async fn echo_handler(req: Request<Incoming>) -> Response<TestBody> {
         .unwrap()
 }
 
+/// An echo app (`App::echo`) and a proxy in front of it, with `extra` config.
+async fn echo_proxy(extra: &str) -> (App, Proxy) {
+    let app = App::echo().await;
+    let proxy = Proxy::with_endpoints(&[app.addr], extra).await;
+    (app, proxy)
+}
+
+/// Sends `request` as is on a new connection to `proxy` and reads the
+/// response, which must come within 5 s.
+async fn send(proxy: &Proxy, request: &[u8]) -> RawResponse {
+    raw_exchange(proxy.addr(), request, 5).await.response()
+}
+
 fn json(r: &RawResponse) -> serde_json::Value {
     serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("app JSON expected ({e}): {:?} {}", r.status, r.body_text()))

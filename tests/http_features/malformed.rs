@@ -1,8 +1,8 @@
 //! Malformed requests, rejected before they reach the app, and the body
 //! size limit.
 
-use super::{json, App};
-use support::raw::{connect, read_for};
+use super::{echo_proxy, json, send, App};
+use support::raw::{connect_and_send, read_for};
 use support::upstream::full;
 use support::*;
 
@@ -33,8 +33,7 @@ async fn expect_rejected(proxy: &Proxy, request: &[u8], status: u16) -> RawRespo
 
 #[tokio::test]
 async fn malformed_requests_get_400_and_never_reach_the_app() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let (app, proxy) = echo_proxy("").await;
     let bad: &[&[u8]] = &[
         // Two different Content-Length values.
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
@@ -70,9 +69,7 @@ async fn malformed_requests_get_400_and_never_reach_the_app() {
     assert_eq!(app.hits(), 0, "reached the app: {:?}", app.requests());
 
     // The proxy still works.
-    let r = raw_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 5)
-        .await
-        .response();
+    let r = send(&proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     assert_eq!(app.hits(), 1);
 }
@@ -83,14 +80,8 @@ async fn malformed_requests_get_400_and_never_reach_the_app() {
 /// after the response.
 #[tokio::test]
 async fn content_length_with_transfer_encoding_is_never_forwarded_ambiguously() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let (_app, proxy) = echo_proxy("").await;
+    let mut s = connect_and_send(proxy.addr(), b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n").await;
     let r = support::client::read_response(&mut s, 5, false)
         .await
         .response();
@@ -108,15 +99,12 @@ async fn content_length_with_transfer_encoding_is_never_forwarded_ambiguously() 
 /// Content-Length values; hyper does, and the app sees one value.
 #[tokio::test]
 async fn repeated_identical_content_length_is_collapsed() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let r = raw_exchange(
-        proxy.addr(),
+    let (_app, proxy) = echo_proxy("").await;
+    let r = send(
+        &proxy,
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-        5,
     )
-    .await
-    .response();
+    .await;
     assert_eq!(r.status, 200);
     let v = json(&r);
     assert_eq!(v["headers"]["content-length"], "5", "{v}");
@@ -125,8 +113,7 @@ async fn repeated_identical_content_length_is_collapsed() {
 
 #[tokio::test]
 async fn request_header_size_limit() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
+    let (app, proxy) = echo_proxy("").await;
 
     // 40 KiB of headers, in one header and spread over several: 431.
     let one = format!(
@@ -147,9 +134,7 @@ async fn request_header_size_limit() {
         "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
         "c".repeat(20 * 1024)
     );
-    let r = raw_exchange(proxy.addr(), ok.as_bytes(), 5)
-        .await
-        .response();
+    let r = send(&proxy, ok.as_bytes()).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         json(&r)["headers"]["x-big"].as_str().map(str::len),
@@ -164,15 +149,12 @@ async fn request_header_size_limit() {
 /// differential to smuggle through.
 #[tokio::test]
 async fn bare_lf_line_endings_are_parsed_consistently() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let r = raw_exchange(
-        proxy.addr(),
+    let (app, proxy) = echo_proxy("").await;
+    let r = send(
+        &proxy,
         b"POST /lf HTTP/1.1\nHost: a\nX-Lf: yes\nContent-Length: 3\n\nabc",
-        5,
     )
-    .await
-    .response();
+    .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     let v = json(&r);
     assert_eq!(v["path"], "/lf");
@@ -184,8 +166,7 @@ async fn bare_lf_line_endings_are_parsed_consistently() {
 
 #[tokio::test]
 async fn body_over_max_body_size_gets_413() {
-    let app = App::echo().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "client:\n  max_body_size: 1KiB\n").await;
+    let (app, proxy) = echo_proxy("client:\n  max_body_size: 1KiB\n").await;
 
     // Declared too large: refused before anything goes to the app.
     let mut req = b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n".to_vec();
@@ -197,7 +178,7 @@ async fn body_over_max_body_size_gets_413() {
     // Exactly at the limit passes.
     let mut req = b"POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\n\r\n".to_vec();
     req.extend_from_slice(&[b'x'; 1024]);
-    let r = raw_exchange(proxy.addr(), &req, 5).await.response();
+    let r = send(&proxy, &req).await;
     assert_eq!(r.status, 200);
     assert_eq!(json(&r)["body_len"], 1024);
     assert_eq!(app.hits(), 1);
@@ -270,10 +251,11 @@ async fn chunked_body_over_max_body_size_gets_413_while_streaming() {
 
     // A body that crosses the limit after the app has started reading it.
     let before = app.hits();
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(b"POST /slow-big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_send(
+        proxy.addr(),
+        b"POST /slow-big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n",
+    )
+    .await;
     s.write_all(&[b'z'; 500]).await.unwrap();
     s.write_all(b"\r\n").await.unwrap();
     eventually(5, "the app has the request", || app.hits() == before + 1).await;

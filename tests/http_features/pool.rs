@@ -1,6 +1,6 @@
 //! The app connection pool.
 
-use super::App;
+use super::{send, App};
 use support::upstream::full;
 use support::*;
 
@@ -18,9 +18,7 @@ async fn pool_reuses_app_connections_and_expires_idle_ones() {
     let proxy = Proxy::with_endpoints(&[app.addr], "  pool_idle_timeout: 200ms\n").await;
     // Sequential requests, each on a new client connection: one app connection.
     for _ in 0..5 {
-        let r = raw_exchange(proxy.addr(), b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n", 5)
-            .await
-            .response();
+        let r = send(&proxy, b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert_eq!(r.status, 200);
     }
     assert_eq!(app.hits(), 5);
@@ -33,9 +31,7 @@ async fn pool_reuses_app_connections_and_expires_idle_ones() {
 
     // Idle past pool_idle_timeout: the next request uses a new connection.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = raw_exchange(proxy.addr(), b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n", 5)
-        .await
-        .response();
+    let r = send(&proxy, b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     let conns = distinct_conns(&app);
     assert_eq!(

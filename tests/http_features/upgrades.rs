@@ -2,7 +2,7 @@
 
 use super::App;
 use support::client::WEBSOCKET_UPGRADE;
-use support::raw::{connect, read_exact_more, read_for, read_head};
+use support::raw::{connect_and_send, read_exact_more, read_for, read_head};
 use support::upstream::websocket_accepted;
 use support::*;
 
@@ -44,8 +44,7 @@ async fn websocket_upgrade_passes_through_and_echoes_both_ways() {
     })
     .await;
     let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let mut s = connect(proxy.addr()).await;
-    s.write_all(WEBSOCKET_UPGRADE).await.unwrap();
+    let mut s = connect_and_send(proxy.addr(), WEBSOCKET_UPGRADE).await;
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert_eq!(head.status, 101, "{head:?}");
     assert_eq!(head.header("upgrade"), Some("websocket"), "{head:?}");

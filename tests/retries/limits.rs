@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_attempts_bound_the_resends() {
     for (attempts, sends) in [(0, 1), (1, 2), (2, 3)] {
-        let a = ScriptedUpstream::start(Script::Reset).await;
-        let b = ScriptedUpstream::start(Script::Reset).await;
+        let (a, b) = ScriptedUpstream::pair(Script::Reset).await;
         let proxy = Proxy::with_endpoints(
             &[a.addr, b.addr],
             &format!(
@@ -152,8 +151,7 @@ async fn only_buffered_bodies_are_resent() {
 /// for a GET with another endpoint available.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn timeouts_and_bad_responses_are_not_resent() {
-    let a = ScriptedUpstream::start(Script::Stall).await;
-    let b = ScriptedUpstream::start(Script::Stall).await;
+    let (a, b) = ScriptedUpstream::pair(Script::Stall).await;
     let proxy = Proxy::with_endpoints(
         &[a.addr, b.addr],
         "  response_timeout: 200ms\nhealth:\n  mode: tcp\n",
@@ -164,8 +162,7 @@ async fn timeouts_and_bad_responses_are_not_resent() {
     assert_eq!(proxy_status(&r), "lifeguard; error=http_response_timeout");
     assert_eq!(a.requests() + b.requests(), 1, "504 is not resent");
 
-    let a = ScriptedUpstream::start(Script::Raw(b"NOT HTTP AT ALL\r\n\r\n")).await;
-    let b = ScriptedUpstream::start(Script::Raw(b"NOT HTTP AT ALL\r\n\r\n")).await;
+    let (a, b) = ScriptedUpstream::pair(Script::Raw(b"NOT HTTP AT ALL\r\n\r\n")).await;
     let proxy = Proxy::with_endpoints(&[a.addr, b.addr], "health:\n  mode: tcp\n").await;
     let r = get(proxy.addr(), "/garbage").await;
     assert_eq!(r.status, 502);

@@ -59,6 +59,13 @@ impl Proxy {
         Proxy::start(&endpoints_yaml(endpoints, extra)).await
     }
 
+    /// A scripted app (`ScriptedUpstream`) and a proxy in front of it.
+    pub async fn scripted(script: Script, extra: &str) -> (ScriptedUpstream, Proxy) {
+        let app = ScriptedUpstream::start(script).await;
+        let proxy = Proxy::with_endpoints(&[app.addr], extra).await;
+        (app, proxy)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.running.proxy_addr
     }

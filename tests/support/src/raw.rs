@@ -16,6 +16,15 @@ pub async fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Connects to `addr` (as [`connect`]) and writes `bytes`.
+pub async fn connect_and_send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = connect(addr).await;
+    s.write_all(bytes)
+        .await
+        .expect("write to the new connection");
+    s
+}
+
 /// A response head read off a raw socket, and the bytes that followed it.
 #[derive(Debug)]
 pub struct Head {

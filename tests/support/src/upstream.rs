@@ -262,6 +262,12 @@ impl ScriptedUpstream {
         }
     }
 
+    /// Two apps following the same script.
+    pub async fn pair(script: Script) -> (ScriptedUpstream, ScriptedUpstream) {
+        let a = ScriptedUpstream::start(script.clone()).await;
+        (a, ScriptedUpstream::start(script).await)
+    }
+
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
