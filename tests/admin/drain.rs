@@ -2,7 +2,8 @@
 
 use super::{call, json};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::admin::wait_inflight;
 use support::*;
 
 #[tokio::test]
@@ -52,17 +53,7 @@ async fn admin_drain_over_http_leaves_the_process_up_until_sigterm() {
     let slow = tokio::spawn(async move {
         raw_exchange(addr, b"GET /slow/700 HTTP/1.1\r\nHost: a\r\n\r\n", 10).await
     });
-    eventually_async(
-        Duration::from_secs(3),
-        "request in flight",
-        move || async move {
-            admin_get(admin, "/admin/inflight")
-                .await
-                .1
-                .contains("/slow/700")
-        },
-    )
-    .await;
+    wait_inflight(admin, 1).await;
 
     let r = call(admin, "POST", "/admin/drain", "").await;
     assert_eq!(r.status, 202, "{r:?}");
@@ -90,13 +81,5 @@ async fn admin_drain_over_http_leaves_the_process_up_until_sigterm() {
         metrics.lines().any(|l| l == "lifeguard_draining 1"),
         "{metrics}"
     );
-    let t = Instant::now();
-    p.signal(libc::SIGTERM);
-    let st = p.wait_exit(3).await.expect("exits on SIGTERM");
-    assert_eq!(st.code(), Some(0), "{st:?}");
-    assert!(
-        t.elapsed() < Duration::from_millis(700),
-        "already drained, but exit took {:?}",
-        t.elapsed()
-    );
+    p.assert_exits_at_once_on_sigterm().await;
 }

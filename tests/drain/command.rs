@@ -1,6 +1,6 @@
 //! `lifeguard drain` and `/admin/drained`.
 
-use super::{connect_refused, free_port, get, phase, start_proxy};
+use super::{connect_refused, free_port, phase, signal_until_phase, slow_proxy, spawn_get};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,10 +22,7 @@ async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
     .await;
     wait_ready(p.admin).await;
     let (addr, admin) = (p.addr, p.admin);
-    let slow = tokio::spawn(async move {
-        let req = get("/slow/1000");
-        raw_exchange(addr, req.as_bytes(), 10).await
-    });
+    let slow = spawn_get(addr, "/slow/1000", 10);
     wait_inflight(admin, 1).await;
 
     let t = Instant::now();
@@ -67,15 +64,7 @@ async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
         "lifeguard exited after a `lifeguard drain`, without a signal"
     );
 
-    let t = Instant::now();
-    p.signal(libc::SIGTERM);
-    let st = p.wait_exit(3).await.expect("exits on SIGTERM");
-    assert_eq!(st.code(), Some(0), "{st:?}");
-    assert!(
-        t.elapsed() < Duration::from_millis(700),
-        "already drained, but exit took {:?}",
-        t.elapsed()
-    );
+    p.assert_exits_at_once_on_sigterm().await;
 }
 
 #[tokio::test]
@@ -138,8 +127,7 @@ async fn drain_command_no_wait_returns_at_once_and_fails_clearly_without_a_lifeg
 
 #[tokio::test]
 async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
-    let app = TestUpstream::slow().await;
-    let mut p = start_proxy(app.addr, "drain:\n  delay: 300ms\n  timeout: 5s\n").await;
+    let (_app, mut p) = slow_proxy("drain:\n  delay: 300ms\n  timeout: 5s\n").await;
     let admin = p.admin;
 
     // Not draining: the wait runs out.
@@ -171,11 +159,7 @@ async fn drained_waiters_get_503_on_timeout_and_200_before_the_process_exits() {
     let early = tokio::spawn(async move { read_response(&mut early_conn, 35, false).await });
     assert_eq!(phase(admin).await, "running");
     let t0 = Instant::now();
-    p.signal(libc::SIGTERM);
-    eventually_async(Duration::from_secs(1), "draining", move || async move {
-        phase(admin).await == "draining"
-    })
-    .await;
+    signal_until_phase(&p, libc::SIGTERM, "draining", Duration::from_secs(1)).await;
     let late = tokio::spawn(async move {
         raw_exchange(
             admin,

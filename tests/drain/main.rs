@@ -14,17 +14,44 @@ mod websocket;
 
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::time::Duration;
 use support::admin::status_json;
 use support::client::read_response;
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 /// A child-process lifeguard in front of `app`, ready (its first probe passed).
 async fn start_proxy(app: SocketAddr, extra: &str) -> ProxyProcess {
-    let p = ProxyProcess::with_endpoints(&[app], &format!("{extra}")).await;
+    let p = ProxyProcess::with_endpoints(&[app], extra).await;
     wait_ready(p.admin).await;
     p
+}
+
+/// A slow app (`TestUpstream::slow`) and a ready child-process lifeguard in
+/// front of it.
+async fn slow_proxy(extra: &str) -> (TestUpstream, ProxyProcess) {
+    let app = TestUpstream::slow().await;
+    let p = start_proxy(app.addr, extra).await;
+    (app, p)
+}
+
+/// `GET path` through `addr` in the background, waiting up to `secs` for the
+/// answer.
+fn spawn_get(addr: SocketAddr, path: &str, secs: u64) -> JoinHandle<RawOutcome> {
+    let req = get(path);
+    tokio::spawn(async move { raw_exchange(addr, req.as_bytes(), secs).await })
+}
+
+/// Sends `sig` to `p` and waits (up to `within`) until its phase is `phase`.
+async fn signal_until_phase(p: &ProxyProcess, sig: i32, phase_name: &str, within: Duration) {
+    p.signal(sig);
+    let admin = p.admin;
+    eventually_async(within, &format!("phase {phase_name}"), move || async move {
+        phase(admin).await == phase_name
+    })
+    .await;
 }
 
 fn get(path: &str) -> String {

@@ -2,10 +2,14 @@
 //! `drain.delay`, then closing, and the exit when idle or at
 //! `drain.timeout`.
 
-use super::{connect_refused, get, log_with_message, phase, request_on, start_proxy};
+use super::{
+    connect_refused, get, log_with_message, phase, request_on, signal_until_phase, slow_proxy,
+    spawn_get, start_proxy,
+};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::admin::wait_inflight;
+use support::admin::wait_metric;
 use support::client::read_response;
 use support::raw::read_to_end;
 use support::*;
@@ -172,14 +176,9 @@ async fn sigterm_serves_through_the_delay_then_closes_and_exits_when_idle() {
 
 #[tokio::test]
 async fn request_outliving_drain_timeout_is_logged_and_the_process_exits_at_the_deadline() {
-    let app = TestUpstream::slow().await;
     // A deadline counted from the end of the delay would fall at 2.1 s.
-    let mut p = start_proxy(app.addr, "drain:\n  delay: 600ms\n  timeout: 1500ms\n").await;
-    let addr = p.addr;
-    let stuck = tokio::spawn(async move {
-        let req = get("/slow/30000");
-        raw_exchange(addr, req.as_bytes(), 40).await
-    });
+    let (app, mut p) = slow_proxy("drain:\n  delay: 600ms\n  timeout: 1500ms\n").await;
+    let stuck = spawn_get(p.addr, "/slow/30000", 40);
     wait_inflight(p.admin, 1).await;
 
     let t0 = Instant::now();
@@ -221,13 +220,8 @@ async fn request_outliving_drain_timeout_is_logged_and_the_process_exits_at_the_
 
 #[tokio::test]
 async fn second_signal_during_the_drain_exits_at_once_with_code_1() {
-    let app = TestUpstream::slow().await;
-    let mut p = start_proxy(app.addr, "drain:\n  delay: 5s\n  timeout: 10s\n").await;
-    let addr = p.addr;
-    let inflight_req = tokio::spawn(async move {
-        let req = get("/slow/20000");
-        raw_exchange(addr, req.as_bytes(), 30).await
-    });
+    let (_app, mut p) = slow_proxy("drain:\n  delay: 5s\n  timeout: 10s\n").await;
+    let inflight_req = spawn_get(p.addr, "/slow/20000", 30);
     wait_inflight(p.admin, 1).await;
 
     p.signal(libc::SIGINT);
@@ -257,17 +251,10 @@ async fn second_signal_during_the_drain_exits_at_once_with_code_1() {
 
 #[tokio::test]
 async fn sigint_with_nothing_in_flight_exits_0_right_after_the_delay() {
-    let app = TestUpstream::slow().await;
-    let mut p = start_proxy(app.addr, "drain:\n  delay: 400ms\n  timeout: 10s\n").await;
+    let (_app, mut p) = slow_proxy("drain:\n  delay: 400ms\n  timeout: 10s\n").await;
     let admin = p.admin;
     let t0 = Instant::now();
-    p.signal(libc::SIGINT);
-    eventually_async(
-        Duration::from_millis(300),
-        "phase draining",
-        move || async move { phase(admin).await == "draining" },
-    )
-    .await;
+    signal_until_phase(&p, libc::SIGINT, "draining", Duration::from_millis(300)).await;
     let (code, body) = admin_get(admin, "/readyz").await;
     assert_eq!((code, body.trim()), (503, "not ready: draining"));
     assert_eq!(admin_get(admin, "/livez").await.0, 200);
@@ -287,8 +274,7 @@ async fn sigint_with_nothing_in_flight_exits_0_right_after_the_delay() {
 
 #[tokio::test]
 async fn drain_timeout_shorter_than_the_delay_ends_the_drain_at_the_timeout() {
-    let app = TestUpstream::slow().await;
-    let mut p = start_proxy(app.addr, "drain:\n  delay: 3s\n  timeout: 800ms\n").await;
+    let (_app, mut p) = slow_proxy("drain:\n  delay: 3s\n  timeout: 800ms\n").await;
     let t0 = Instant::now();
     p.signal(libc::SIGTERM);
     let st = p.wait_exit(5).await.expect("exits");
@@ -305,22 +291,11 @@ async fn drain_timeout_shorter_than_the_delay_ends_the_drain_at_the_timeout() {
 /// accepting, not hold the process until drain.timeout.
 #[tokio::test]
 async fn connection_that_never_sent_a_request_does_not_hold_the_drain() {
-    let app = TestUpstream::slow().await;
-    let mut p = start_proxy(app.addr, "drain:\n  delay: 200ms\n  timeout: 4s\n").await;
+    let (_app, mut p) = slow_proxy("drain:\n  delay: 200ms\n  timeout: 4s\n").await;
     let mut silent = TcpStream::connect(p.addr).await.unwrap();
     let admin = p.admin;
-    eventually_async(
-        Duration::from_secs(3),
-        "lifeguard accepted the silent connection",
-        move || async move {
-            admin_get(admin, "/metrics")
-                .await
-                .1
-                .lines()
-                .any(|l| l == "lifeguard_client_connections_open 1")
-        },
-    )
-    .await;
+    // lifeguard accepted the silent connection.
+    wait_metric(admin, "lifeguard_client_connections_open", 1.0).await;
 
     let t0 = Instant::now();
     p.signal(libc::SIGTERM);

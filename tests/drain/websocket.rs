@@ -1,6 +1,6 @@
 //! A WebSocket tunnel at drain: a 1001 close frame, at a frame boundary.
 
-use super::{phase, start_proxy};
+use super::{signal_until_phase, start_proxy};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -47,7 +47,6 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
     })
     .await;
     let mut p = start_proxy(app.addr, "drain:\n  delay: 0s\n  timeout: 5s\n").await;
-    let admin = p.admin;
 
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(WEBSOCKET_UPGRADE).await.unwrap();
@@ -71,13 +70,7 @@ async fn websocket_gets_a_1001_close_frame_at_a_frame_boundary() {
     read_at_least(&mut s, &mut data, 7, "first half of the app's frame").await;
     assert_eq!(data, [0x82, 0x0A, 1, 2, 3, 4, 5]);
 
-    p.signal(libc::SIGTERM);
-    eventually_async(
-        Duration::from_secs(2),
-        "phase closing",
-        move || async move { phase(admin).await == "closing" },
-    )
-    .await;
+    signal_until_phase(&p, libc::SIGTERM, "closing", Duration::from_secs(2)).await;
     // The app->client direction is mid-frame: a close frame now would corrupt
     // the stream. Give a wrong implementation the time to show it.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -97,3 +97,14 @@ pub async fn wait_inflight(admin: SocketAddr, n: usize) {
     )
     .await;
 }
+
+/// Waits (up to 3 s) until the series `series` (see [`metric`]) reads
+/// `value`.
+pub async fn wait_metric(admin: SocketAddr, series: &str, value: f64) {
+    crate::eventually_async(
+        std::time::Duration::from_secs(3),
+        &format!("{series} {value}"),
+        move || async move { metric(admin, series).await == value },
+    )
+    .await;
+}

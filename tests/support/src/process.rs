@@ -5,6 +5,7 @@ use crate::child::{kill, spawn_piped, started_addrs, wait_exit, wait_line, Lines
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 pub struct ProxyProcess {
@@ -96,6 +97,20 @@ impl ProxyProcess {
     /// Waits up to `secs` for the process to exit.
     pub async fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
         wait_exit(&mut self.child, secs).await
+    }
+
+    /// Sends SIGTERM to a process that has drained already: it exits 0 at
+    /// once.
+    pub async fn assert_exits_at_once_on_sigterm(&mut self) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let st = self.wait_exit(3).await.expect("exits on SIGTERM");
+        assert_eq!(st.code(), Some(0), "{st:?}");
+        assert!(
+            t.elapsed() < Duration::from_millis(700),
+            "already drained, but exit took {:?}",
+            t.elapsed()
+        );
     }
 
     /// All log lines so far (stdout and stderr).
