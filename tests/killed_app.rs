@@ -172,8 +172,9 @@ async fn dead_app_gets_503_connection_refused_quickly() {
         "health:\n  mode: tcp\n  interval: 1h\nunavailable:\n  hold: 0s\n",
     )
     .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "the first probe sees the app up", || e.is_up()).await;
+    let e = proxy
+        .endpoint_up(0, "the first probe sees the app up")
+        .await;
     // Warm lifeguard's pool with a keep-alive connection to the app.
     for _ in 0..2 {
         let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
@@ -214,8 +215,9 @@ async fn restarted_app_on_the_same_port_is_served_again() {
     // 250 ms while down; the default hold (2 s) lets a request wait for a
     // restart.
     let proxy = Proxy::with_endpoints(&[app.addr], "health:\n  mode: tcp\n  interval: 1h\n").await;
-    let e = proxy.endpoint(0);
-    eventually(5, "the first probe sees the app up", || e.is_up()).await;
+    let e = proxy
+        .endpoint_up(0, "the first probe sees the app up")
+        .await;
     for _ in 0..2 {
         let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
             .await

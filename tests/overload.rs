@@ -2,7 +2,7 @@
 //! (`app.queue_timeout`), least-outstanding balancing, and slow start after an
 //! endpoint recovers.
 
-use support::net::{rebind, wait_refused};
+use support::net::{kill_app, rebind};
 use support::upstream::{full, TestBody};
 use support::*;
 
@@ -97,8 +97,7 @@ async fn gated_proxy(queue_timeout: &str) -> (Load, Arc<Semaphore>, TestUpstream
     let app = gated_app(load.clone(), gate.clone()).await;
     let config = format!("  max_in_flight: 2\n  queue_timeout: {queue_timeout}\n");
     let proxy = Proxy::with_endpoints(&[app.addr], &config).await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
+    proxy.endpoint_up(0, "up").await;
     (load, gate, app, proxy)
 }
 
@@ -255,11 +254,9 @@ async fn burst_across_a_restart(
          slow_start: {slow_start}\nunavailable:\n  hold: 5s\n"
     );
     let proxy = Proxy::with_endpoints(&[addr], &config).await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
+    let e = proxy.endpoint_up(0, "up").await;
 
-    drop(app);
-    wait_refused(addr).await;
+    kill_app(app).await;
     let burst: Vec<_> = (0..n)
         .map(|i| spawn_get(proxy.addr(), format!("/burst/{i}")))
         .collect();

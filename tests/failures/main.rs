@@ -103,8 +103,9 @@ async fn proxy_whose_app_just_died(unavailable: &str) -> Proxy {
         &format!("health:\n  mode: tcp\n  interval: 1h\nunavailable:\n{unavailable}"),
     )
     .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "the first probe sees the app up", || e.is_up()).await;
+    proxy
+        .endpoint_up(0, "the first probe sees the app up")
+        .await;
     drop(app); // the app dies: connects are refused from now on
     proxy
 }

@@ -1,7 +1,7 @@
 //! The state-change log lines.
 
 use super::{assert_unavailable, get, Flip};
-use support::net::{rebind, wait_refused};
+use support::net::kill_app;
 use support::*;
 
 use std::time::{Duration, Instant};
@@ -32,8 +32,7 @@ async fn wait_for(p: &ProxyProcess, n: usize, what: &str) {
 /// up again (after `healthy_threshold` probes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn state_changes_are_logged_once_each() {
-    let flip = Flip::new();
-    let app = TestUpstream::start(flip.handler()).await;
+    let (flip, app) = Flip::start().await;
     let addr = app.addr;
     let mut proxy = ProxyProcess::with_endpoints(
         &[addr],
@@ -48,8 +47,7 @@ async fn state_changes_are_logged_once_each() {
     assert_eq!(get(proxy.addr, "/x").await.status, 200);
 
     // Down: refused probes and refused/held requests, one log line.
-    drop(app);
-    wait_refused(addr).await;
+    kill_app(app).await;
     for _ in 0..3 {
         assert_eq!(get(proxy.addr, "/x").await.status, 503);
     }
@@ -61,7 +59,7 @@ async fn state_changes_are_logged_once_each() {
     }
 
     // Up again after two good probes.
-    let _app = TestUpstream::start_on(rebind(addr).await, flip.handler()).await;
+    let _app = flip.restart_on(addr).await;
     wait_for(&proxy, 3, "up again").await;
     let seen = flip.probes();
     eventually(5, "10 more probes", || flip.probes() >= seen + 10).await;

@@ -13,6 +13,7 @@ mod passive;
 mod probes;
 mod thresholds;
 
+use support::net::rebind;
 use support::upstream::{full, TestBody};
 use support::*;
 
@@ -96,6 +97,18 @@ impl Flip {
                 Response::new(full("ok"))
             })
         }
+    }
+
+    /// A new app answering as `handler` says, and its `Flip`.
+    async fn start() -> (Flip, TestUpstream) {
+        let flip = Flip::new();
+        let app = TestUpstream::start(flip.handler()).await;
+        (flip, app)
+    }
+
+    /// The same app started again on `addr` (once the old one is gone).
+    async fn restart_on(&self, addr: SocketAddr) -> TestUpstream {
+        TestUpstream::start_on(rebind(addr).await, self.handler()).await
     }
 
     fn probes(&self) -> usize {

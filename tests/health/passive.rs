@@ -3,10 +3,12 @@
 
 use super::{assert_unavailable, get, Flip};
 use support::doomed::crashy_app;
-use support::net::wait_refused;
+use support::net::kill_app;
 use support::*;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A request whose connect is refused takes the endpoint down at once: the
@@ -14,18 +16,15 @@ use std::time::{Duration, Instant};
 /// connect, long before any scheduled probe (`interval: 1h`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_request_marks_the_endpoint_down_at_once() {
-    let flip = Flip::new();
-    let app = TestUpstream::start(flip.handler()).await;
+    let (_flip, app) = Flip::start().await;
     let addr = app.addr;
     // No pooled connections: the next request must connect.
     let proxy = Proxy::with_endpoints(&[addr], "  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 0s\n")
     .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "first probe: up", || e.is_up()).await;
+    let e = proxy.endpoint_up(0, "first probe: up").await;
     assert_eq!(get(proxy.addr(), "/x").await.status, 200);
 
-    drop(app);
-    wait_refused(addr).await;
+    kill_app(app).await;
     assert!(e.is_up(), "no probe can have noticed yet (interval: 1h)");
     let started = Instant::now();
     let first = get(proxy.addr(), "/x").await;
@@ -49,6 +48,11 @@ async fn refused_request_marks_the_endpoint_down_at_once() {
     assert_eq!(e.health().last_reason, "request connect refused");
 }
 
+/// Probes an hour apart, whether the endpoint is up or down; a request waits
+/// 300 ms for an endpoint to come up.
+const HOLD_300MS: &str =
+    "health:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n";
+
 /// With no endpoint up, a request (any method: nothing was sent) waits
 /// `unavailable.hold` for one to come up, then gets 503
 /// `destination_unavailable`, or `connection_refused` when its own connect
@@ -56,11 +60,7 @@ async fn refused_request_marks_the_endpoint_down_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hold_expires_with_503() {
     let dead = closed_port();
-    let proxy = Proxy::with_endpoints(
-        &[dead],
-        "health:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n",
-    )
-    .await;
+    let proxy = Proxy::with_endpoints(&[dead], HOLD_300MS).await;
     let e = proxy.endpoint(0);
     eventually(5, "first probe refused: down", || e.is_down()).await;
     for method in ["GET", "POST"] {
@@ -79,15 +79,12 @@ async fn hold_expires_with_503() {
         );
     }
 
-    let flip = Flip::new();
-    let app = TestUpstream::start(flip.handler()).await;
+    let (_flip, app) = Flip::start().await;
     let addr = app.addr;
-    let proxy = Proxy::with_endpoints(&[addr], "  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 1h\n  down_interval: 1h\nunavailable:\n  hold: 300ms\n")
-    .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
-    drop(app);
-    wait_refused(addr).await;
+    let config = format!("  pool_max_idle_per_endpoint: 0\n{HOLD_300MS}");
+    let proxy = Proxy::with_endpoints(&[addr], &config).await;
+    proxy.endpoint_up(0, "up").await;
+    kill_app(app).await;
     let started = Instant::now();
     let r = get(proxy.addr(), "/x").await;
     let took = started.elapsed();
@@ -111,14 +108,20 @@ unavailable:
   hold: 0s
 ";
 
+/// The crashy app behind a proxy on `CRASHY`, seen up by exactly one probe
+/// (the first; the next is an hour away).
+async fn crashy_proxy() -> (Proxy, Arc<AtomicUsize>, RawApp) {
+    let (addr, probes, app) = crashy_app().await;
+    let proxy = Proxy::with_endpoints(&[addr], CRASHY).await;
+    proxy.endpoint_up(0, "first probe: up").await;
+    assert_eq!(probes.load(Ordering::SeqCst), 1);
+    (proxy, probes, app)
+}
+
 /// A request reset before any response triggers an immediate probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reset_before_response_triggers_an_immediate_probe() {
-    let (addr, probes, _task) = crashy_app().await;
-    let proxy = Proxy::with_endpoints(&[addr], CRASHY).await;
-    let e = proxy.endpoint(0);
-    eventually(5, "first probe: up", || e.is_up()).await;
-    assert_eq!(probes.load(Ordering::SeqCst), 1);
+    let (proxy, probes, _task) = crashy_proxy().await;
 
     let r = get(proxy.addr(), "/reset").await;
     assert_eq!(r.status, 503);
@@ -136,11 +139,7 @@ async fn reset_before_response_triggers_an_immediate_probe() {
 /// an immediate probe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reset_mid_response_triggers_an_immediate_probe() {
-    let (addr, probes, _task) = crashy_app().await;
-    let proxy = Proxy::with_endpoints(&[addr], CRASHY).await;
-    let e = proxy.endpoint(0);
-    eventually(5, "first probe: up", || e.is_up()).await;
-    assert_eq!(probes.load(Ordering::SeqCst), 1);
+    let (proxy, probes, _task) = crashy_proxy().await;
 
     let r = get(proxy.addr(), "/midbody").await;
     assert_eq!(r.status, 200);

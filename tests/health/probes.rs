@@ -2,7 +2,7 @@
 //! path, `tcp` mode.
 
 use super::{assert_unavailable, get, Flip};
-use support::net::{rebind, wait_refused};
+use support::net::kill_app;
 use support::upstream::full;
 use support::*;
 
@@ -16,8 +16,7 @@ use support::api::{ProbeOutcome, State};
 /// endpoint down); a slow probe within the timeout is a success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn probe_timeout_counts_as_failure() {
-    let flip = Flip::new();
-    let app = TestUpstream::start(flip.handler()).await;
+    let (flip, app) = Flip::start().await;
     let proxy = Proxy::with_endpoints(
         &[app.addr],
         "health:
@@ -32,8 +31,7 @@ unavailable:
 ",
     )
     .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
+    let e = proxy.endpoint_up(0, "up").await;
 
     // Slow but within the timeout: stays up over many probes.
     flip.delay_ms.store(100, Ordering::SeqCst);
@@ -66,36 +64,32 @@ unavailable:
     assert_eq!(get(proxy.addr(), "/x").await.status, 200);
 }
 
+/// Probes an hour apart while up, 50 ms apart while down; no hold.
+const FAST_RECOVERY: &str = "health:
+  interval: 1h
+  down_interval: 50ms
+unavailable:
+  hold: 0s
+";
+
 /// While down, probes run every `down_interval`: an app restarted on the same
 /// port gets traffic back within a fraction of a second even though
 /// `health.interval` is an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn down_interval_makes_recovery_fast() {
-    let flip = Flip::new();
-    let app = TestUpstream::start(flip.handler()).await;
+    let (flip, app) = Flip::start().await;
     let addr = app.addr;
-    let proxy = Proxy::with_endpoints(
-        &[addr],
-        "health:
-  interval: 1h
-  down_interval: 50ms
-unavailable:
-  hold: 0s
-",
-    )
-    .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
+    let proxy = Proxy::with_endpoints(&[addr], FAST_RECOVERY).await;
+    let e = proxy.endpoint_up(0, "up").await;
     assert_eq!(get(proxy.addr(), "/x").await.status, 200);
 
-    drop(app);
-    wait_refused(addr).await;
+    kill_app(app).await;
     let r = get(proxy.addr(), "/x").await;
     assert_eq!(r.status, 503);
     assert!(e.is_down(), "a refused request takes the endpoint down");
 
     let restarted = Instant::now();
-    let _app = TestUpstream::start_on(rebind(addr).await, flip.handler()).await;
+    let _app = flip.restart_on(addr).await;
     loop {
         let r = get(proxy.addr(), "/x").await;
         if r.status == 200 {
@@ -115,18 +109,15 @@ unavailable:
 /// 10 probe periods, over a second).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_probe_takes_the_endpoint_down_at_once() {
-    let flip = Flip::new();
-    let app = TestUpstream::start(flip.handler()).await;
+    let (_flip, app) = Flip::start().await;
     let addr = app.addr;
     let proxy = Proxy::with_endpoints(
         &[addr],
         "health:\n  interval: 100ms\n  unhealthy_threshold: 10\nunavailable:\n  hold: 0s\n",
     )
     .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
-    drop(app);
-    wait_refused(addr).await;
+    let e = proxy.endpoint_up(0, "up").await;
+    kill_app(app).await;
     let killed = Instant::now();
     eventually(5, "down", || e.is_down()).await;
     assert!(
@@ -201,9 +192,7 @@ async fn tcp_mode_keeps_an_app_without_health_route_up() {
     );
 
     // tcp mode still notices a dead app (refused connect).
-    let addr = app_tcp.addr;
-    drop(app_tcp);
-    wait_refused(addr).await;
+    kill_app(app_tcp).await;
     eventually(5, "tcp mode: refused connect takes it down", || {
         et.is_down()
     })

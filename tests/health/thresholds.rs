@@ -91,62 +91,81 @@ unavailable:
   hold: 0s
 ";
 
+/// A gated app behind a proxy on `GATED`, checked through requests.
+struct Gated {
+    gate: ProbeGate,
+    proxy: Proxy,
+    requests: Arc<AtomicUsize>,
+    _app: TestUpstream,
+}
+
+impl Gated {
+    /// The setup and its first probe, held.
+    async fn start() -> (Gated, Pending) {
+        let (app, mut gate, requests) = gated_app().await;
+        let proxy = Proxy::with_endpoints(&[app.addr], GATED).await;
+        let p = gate.next().await;
+        let gated = Gated {
+            gate,
+            proxy,
+            requests,
+            _app: app,
+        };
+        (gated, p)
+    }
+
+    /// Answers `p` with `status`, then checks the routing (`assert_routing`
+    /// with `up` and `what`); returns the next probe, held.
+    async fn answer(&mut self, p: Pending, status: u16, up: bool, what: &str) -> Pending {
+        let next = self.gate.answer(p, status).await;
+        assert_routing(&self.proxy, &self.requests, up, what).await;
+        next
+    }
+}
+
 /// Rise needs `healthy_threshold` consecutive good probes, fall needs
 /// `unhealthy_threshold` consecutive bad ones; the first probe decides at
 /// once; 2xx and 3xx are healthy, 4xx/5xx are not. Observed through requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rise_and_fall_thresholds_seen_by_requests() {
-    let (app, mut gate, requests) = gated_app().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], GATED).await;
+    let (mut g, p) = Gated::start().await;
+    assert_eq!(g.proxy.endpoint(0).state(), State::Unknown);
+    assert_routing(&g.proxy, &g.requests, true, "not probed yet: routable").await;
 
-    let p = gate.next().await;
-    assert_eq!(proxy.endpoint(0).state(), State::Unknown);
-    assert_routing(&proxy, &requests, true, "not probed yet: routable").await;
-
-    let p = gate.answer(p, 204).await;
-    assert_routing(&proxy, &requests, true, "first probe 204: up").await;
-    let p = gate.answer(p, 500).await;
-    assert_routing(&proxy, &requests, true, "1 of 2 failures: still up").await;
-    let p = gate.answer(p, 500).await;
-    assert_routing(&proxy, &requests, false, "2 of 2 failures: down").await;
-    let p = gate.answer(p, 200).await;
-    assert_routing(&proxy, &requests, false, "1 of 3 successes").await;
-    let p = gate.answer(p, 302).await;
-    assert_routing(&proxy, &requests, false, "2 of 3 successes").await;
-    let p = gate.answer(p, 200).await;
-    assert_routing(&proxy, &requests, true, "3 of 3 successes: up").await;
-    let p = gate.answer(p, 404).await;
-    assert_routing(&proxy, &requests, true, "404 is 1 failure").await;
-    let p = gate.answer(p, 404).await;
-    assert_routing(&proxy, &requests, false, "404 twice: down").await;
+    let p = g.answer(p, 204, true, "first probe 204: up").await;
+    let p = g.answer(p, 500, true, "1 of 2 failures: still up").await;
+    let p = g.answer(p, 500, false, "2 of 2 failures: down").await;
+    let p = g.answer(p, 200, false, "1 of 3 successes").await;
+    let p = g.answer(p, 302, false, "2 of 3 successes").await;
+    let p = g.answer(p, 200, true, "3 of 3 successes: up").await;
+    let p = g.answer(p, 404, true, "404 is 1 failure").await;
+    let p = g.answer(p, 404, false, "404 twice: down").await;
     drop(p);
 }
 
 /// Results alternating below the thresholds change nothing, up or down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flapping_below_thresholds_changes_nothing() {
-    let (app, mut gate, requests) = gated_app().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], GATED).await;
-
-    let mut p = gate.next().await;
-    p = gate.answer(p, 200).await;
-    assert_routing(&proxy, &requests, true, "up").await;
+    let (mut g, mut p) = Gated::start().await;
+    p = g.answer(p, 200, true, "up").await;
     for i in 0..5 {
-        p = gate.answer(p, 503).await;
-        assert_routing(&proxy, &requests, true, &format!("up, flap {i} (bad)")).await;
-        p = gate.answer(p, 200).await;
-        assert_routing(&proxy, &requests, true, &format!("up, flap {i} (good)")).await;
+        p = g.answer(p, 503, true, &format!("up, flap {i} (bad)")).await;
+        p = g
+            .answer(p, 200, true, &format!("up, flap {i} (good)"))
+            .await;
     }
-    p = gate.answer(p, 503).await;
-    p = gate.answer(p, 503).await;
-    assert_routing(&proxy, &requests, false, "two failures in a row: down").await;
+    p = g.gate.answer(p, 503).await;
+    p = g.answer(p, 503, false, "two failures in a row: down").await;
     for i in 0..4 {
-        p = gate.answer(p, 200).await;
-        assert_routing(&proxy, &requests, false, &format!("down, flap {i} (1 ok)")).await;
-        p = gate.answer(p, 200).await;
-        assert_routing(&proxy, &requests, false, &format!("down, flap {i} (2 ok)")).await;
-        p = gate.answer(p, 500).await;
-        assert_routing(&proxy, &requests, false, &format!("down, flap {i} (bad)")).await;
+        p = g
+            .answer(p, 200, false, &format!("down, flap {i} (1 ok)"))
+            .await;
+        p = g
+            .answer(p, 200, false, &format!("down, flap {i} (2 ok)"))
+            .await;
+        p = g
+            .answer(p, 500, false, &format!("down, flap {i} (bad)"))
+            .await;
     }
     drop(p);
 }

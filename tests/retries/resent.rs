@@ -2,7 +2,7 @@
 //! idempotency key) and what is not (a POST the app dropped).
 
 use super::{assert_terminated, counting_app, get, send};
-use support::net::wait_refused;
+use support::net::kill_app;
 use support::*;
 
 use std::sync::atomic::Ordering;
@@ -17,9 +17,7 @@ async fn idempotent_requests_see_no_error_when_an_endpoint_dies() {
     let proxy = Proxy::with_endpoints(&[a.addr, b.addr], "health:\n  interval: 1h\n").await;
     let (ea, eb) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || ea.is_up() && eb.is_up()).await;
-    let a_addr = a.addr;
-    drop(a);
-    wait_refused(a_addr).await;
+    kill_app(a).await;
 
     let mut tasks = Vec::new();
     for w in 0..5 {
@@ -79,9 +77,7 @@ async fn connect_failure_is_retried_for_post() {
     .await;
     let (ea, eb) = (proxy.endpoint(0), proxy.endpoint(1));
     eventually(5, "both up", || ea.is_up() && eb.is_up()).await;
-    let a_addr = a.addr;
-    drop(a);
-    wait_refused(a_addr).await;
+    kill_app(a).await;
     for i in 0..4 {
         let r = send(proxy.addr(), "POST", &format!("/orders/{i}"), "", b"{}").await;
         assert_eq!(r.status, 200, "POST {i}: {}", r.body_text());

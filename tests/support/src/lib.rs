@@ -74,6 +74,13 @@ impl Proxy {
         self.running.admin_addr
     }
 
+    /// Endpoint `i` once a probe found it up (`what` names the wait).
+    pub async fn endpoint_up(&self, i: usize, what: &str) -> std::sync::Arc<api::Endpoint> {
+        let e = self.endpoint(i);
+        eventually(5, what, || e.is_up()).await;
+        e
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr(), path)
     }

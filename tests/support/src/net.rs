@@ -30,3 +30,11 @@ pub async fn rebind(addr: SocketAddr) -> TcpListener {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Stops `app` and waits until its port refuses connections: the app is
+/// dead, as far as a connect can tell.
+pub async fn kill_app(app: crate::TestUpstream) {
+    let addr = app.addr;
+    drop(app);
+    wait_refused(addr).await;
+}
