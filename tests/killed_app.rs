@@ -28,6 +28,13 @@ fn request(method: &str, path: &str, body: &str) -> Vec<u8> {
     format!("{method} {path} HTTP/1.1\r\nHost: app.test\r\n{len}\r\n{body}").into_bytes()
 }
 
+/// `GET /` through `proxy`, answered within 5 s.
+async fn get_root(proxy: &Proxy) -> RawResponse {
+    raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
+        .await
+        .response()
+}
+
 fn spawn_exchange(addr: SocketAddr, method: &'static str, path: &str) -> JoinHandle<RawOutcome> {
     let bytes = request(method, path, if method == "POST" { "job=1" } else { "" });
     tokio::spawn(async move { raw_exchange(addr, &bytes, 9).await })
@@ -177,9 +184,7 @@ async fn dead_app_gets_503_connection_refused_quickly() {
         .await;
     // Warm lifeguard's pool with a keep-alive connection to the app.
     for _ in 0..2 {
-        let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
-            .await
-            .response();
+        let r = get_root(&proxy).await;
         assert_eq!((r.status, r.body_text().as_str()), (200, "ok"), "{r:?}");
     }
     app.kill(libc::SIGKILL);
@@ -219,9 +224,7 @@ async fn restarted_app_on_the_same_port_is_served_again() {
         .endpoint_up(0, "the first probe sees the app up")
         .await;
     for _ in 0..2 {
-        let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
-            .await
-            .response();
+        let r = get_root(&proxy).await;
         assert_eq!(r.status, 200, "{r:?}");
     }
     // Killed and restarted with no request in between: lifeguard's pooled
@@ -244,9 +247,7 @@ async fn restarted_app_on_the_same_port_is_served_again() {
     // after holding for the app to come back; up again: served.
     again.kill(libc::SIGKILL);
     again.wait_exit(5).await.expect("node app exits within 5 s");
-    let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
-        .await
-        .response();
+    let r = get_root(&proxy).await;
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(
         r.header("proxy-status"),
@@ -256,9 +257,7 @@ async fn restarted_app_on_the_same_port_is_served_again() {
     // Restarted while lifeguard knows the endpoint is down: the request is
     // served once probes see the app up (waiting in the hold if need be).
     let third = crash_app(port).await;
-    let r = raw_exchange(proxy.addr(), &request("GET", "/", ""), 5)
-        .await
-        .response();
+    let r = get_root(&proxy).await;
     assert_eq!((r.status, r.body_text().as_str()), (200, "ok"), "{r:?}");
     assert_eq!(third.requests_to("GET", "/"), 1);
 }

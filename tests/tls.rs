@@ -94,14 +94,12 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
     // cert-manager rotates the Secret: both files change in one swap.
     let second = ca.leaf();
     cm.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while served().await != second.der {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rotated certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(10),
+        "rotated certificate not served",
+        || async { served().await == second.der },
+    )
+    .await;
     let admin = proxy.admin();
     let ok = "lifeguard_tls_certificate_reloads_total{result=\"success\"}";
     let bad = "lifeguard_tls_certificate_reloads_total{result=\"invalid\"}";
@@ -110,22 +108,20 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
     // A key that does not match its certificate: refused, the old pair stays.
     let third = ca.leaf();
     cm.update(&[("tls.crt", &third.cert_pem), ("tls.key", &second.key_pem)]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(admin, bad).await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "bad pair not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(Duration::from_secs(10), "bad pair not noticed", || async {
+        metric(admin, bad).await >= 1.0
+    })
+    .await;
     assert_eq!(served().await, second.der);
     // Not PEM at all: refused too.
     cm.update(&[
         ("tls.crt", "not a certificate"),
         ("tls.key", &second.key_pem),
     ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(admin, bad).await < 2.0 {
-        assert!(std::time::Instant::now() < deadline, "garbage not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(Duration::from_secs(10), "garbage not noticed", || async {
+        metric(admin, bad).await >= 2.0
+    })
+    .await;
     assert_eq!(served().await, second.der);
 
     // A config reload naming a bad file is rejected as a whole, naming the key.
@@ -161,14 +157,12 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
     // Fixed files are picked up again.
     let fourth = ca.leaf();
     cm.update(&[("tls.crt", &fourth.cert_pem), ("tls.key", &fourth.key_pem)]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while served().await != fourth.der {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fixed certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(10),
+        "fixed certificate not served",
+        || async { served().await == fourth.der },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1,18 +1,13 @@
 //! Access from outside loopback: 403 without a token, 401 without the
 //! right one.
 
-use super::{call, from_outside, json, loopback};
+use super::{call, from_outside, json, loopback, wildcard_admin};
 use std::net::SocketAddr;
 use support::*;
 
 #[tokio::test]
 async fn outside_loopback_without_a_token_protected_endpoints_are_forbidden() {
-    let app = TestUpstream::slow().await;
-    let proxy = Proxy::start(&format!(
-        "admin:\n  listen: \"0.0.0.0:0\"\napp:\n  endpoints: [\"{}\"]\n",
-        app.addr
-    ))
-    .await;
+    let (_app, proxy, _) = wildcard_admin("0.0.0.0:0", None, "").await;
     let Some(outside) = from_outside(&proxy, "outside_loopback_without_a_token") else {
         return;
     };
@@ -51,16 +46,8 @@ async fn outside_loopback_without_a_token_protected_endpoints_are_forbidden() {
 
 #[tokio::test]
 async fn outside_loopback_the_bearer_token_from_token_file_is_required() {
-    let app = TestUpstream::slow().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "s3cret-T0ken\n").unwrap();
-    let proxy = Proxy::start(&format!(
-        "admin:\n  listen: \"0.0.0.0:0\"\n  token_file: \"{}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 0s\n  timeout: 2s\n",
-        token_file.display(),
-        app.addr
-    ))
-    .await;
+    let drain = "drain:\n  delay: 0s\n  timeout: 2s\n";
+    let (_app, proxy, _dir) = wildcard_admin("0.0.0.0:0", Some("s3cret-T0ken\n"), drain).await;
     let Some(outside) = from_outside(&proxy, "outside_loopback_the_bearer_token") else {
         return;
     };
@@ -112,16 +99,7 @@ async fn outside_loopback_the_bearer_token_from_token_file_is_required() {
 /// `bearer <token>` is the same credential as `Bearer <token>`.
 #[tokio::test]
 async fn bearer_scheme_is_case_insensitive() {
-    let app = TestUpstream::slow().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "s3cret-T0ken").unwrap();
-    let proxy = Proxy::start(&format!(
-        "admin:\n  listen: \"0.0.0.0:0\"\n  token_file: \"{}\"\napp:\n  endpoints: [\"{}\"]\n",
-        token_file.display(),
-        app.addr
-    ))
-    .await;
+    let (_app, proxy, _dir) = wildcard_admin("0.0.0.0:0", Some("s3cret-T0ken"), "").await;
     let Some(outside) = from_outside(&proxy, "bearer_scheme_is_case_insensitive") else {
         return;
     };
@@ -136,16 +114,11 @@ async fn bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn dual_stack_admin_port_tells_mapped_loopback_from_outside() {
-    let app = TestUpstream::slow().await;
     if std::net::TcpListener::bind("[::]:0").is_err() {
         eprintln!("SKIPPED dual_stack_admin_port: no IPv6 on this machine");
         return;
     }
-    let proxy = Proxy::start(&format!(
-        "admin:\n  listen: \"[::]:0\"\napp:\n  endpoints: [\"{}\"]\n",
-        app.addr
-    ))
-    .await;
+    let (_app, proxy, _) = wildcard_admin("[::]:0", None, "").await;
     // 127.0.0.1 arrives as ::ffff:127.0.0.1: loopback.
     let r = call(loopback(&proxy), "GET", "/admin/inflight", "").await;
     assert_eq!(r.status, 200, "IPv4-mapped loopback: {r:?}");

@@ -1,6 +1,6 @@
 //! `/admin/drain`.
 
-use super::{call, json};
+use super::{call, json, ready_proxy};
 use serde_json::Value;
 use std::time::Duration;
 use support::admin::wait_inflight;
@@ -8,10 +8,7 @@ use support::*;
 
 #[tokio::test]
 async fn admin_drain_from_loopback_with_get_starts_the_drain_once() {
-    let app = TestUpstream::slow().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "drain:\n  delay: 100ms\n  timeout: 3s\n").await;
-    let admin = proxy.admin();
-    wait_ready(admin).await;
+    let (_app, proxy, admin) = ready_proxy("drain:\n  delay: 100ms\n  timeout: 3s\n").await;
     // A Kubernetes httpGet preStop hook can only GET.
     let r = call(admin, "GET", "/admin/drain", "").await;
     assert_eq!(r.status, 202, "{r:?}");

@@ -1,16 +1,14 @@
 //! `/admin/inflight`.
 
-use super::{call, json};
+use super::{call, json, ready_proxy};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
 
 #[tokio::test]
 async fn admin_inflight_lists_each_request_in_flight() {
-    let app = TestUpstream::slow().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let (addr, admin) = (proxy.addr(), proxy.admin());
-    wait_ready(admin).await;
+    let (app, proxy, admin) = ready_proxy("").await;
+    let addr = proxy.addr();
     let r = call(admin, "GET", "/admin/inflight", "").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));

@@ -62,6 +62,37 @@ fn from_outside(proxy: &Proxy, test: &str) -> Option<SocketAddr> {
     }
 }
 
+/// A slow app behind an in-process proxy on `extra`, ready, and the proxy's
+/// admin address.
+async fn ready_proxy(extra: &str) -> (TestUpstream, Proxy, SocketAddr) {
+    let app = TestUpstream::slow().await;
+    let proxy = Proxy::with_endpoints(&[app.addr], extra).await;
+    let admin = proxy.admin();
+    wait_ready(admin).await;
+    (app, proxy, admin)
+}
+
+/// A slow app behind an in-process proxy whose admin port listens on the
+/// wildcard address `listen`, with `admin.token_file` holding `token` when
+/// there is one (in the returned temp dir), then `extra`.
+async fn wildcard_admin(
+    listen: &str,
+    token: Option<&str>,
+    extra: &str,
+) -> (TestUpstream, Proxy, Option<tempfile::TempDir>) {
+    let app = TestUpstream::slow().await;
+    let token = token.map(|t| temp_file("token", t));
+    let token_line = token.as_ref().map_or(String::new(), |(_, path)| {
+        format!("  token_file: \"{}\"\n", path.display())
+    });
+    let proxy = Proxy::start(&format!(
+        "admin:\n  listen: \"{listen}\"\n{token_line}app:\n  endpoints: [\"{}\"]\n{extra}",
+        app.addr
+    ))
+    .await;
+    (app, proxy, token.map(|(dir, _)| dir))
+}
+
 fn loopback(proxy: &Proxy) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], proxy.admin().port()))
 }

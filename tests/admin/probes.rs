@@ -1,15 +1,12 @@
 //! Probe endpoints: `/livez`, `/readyz`, and unknown paths and methods.
 
-use super::call;
+use super::{call, ready_proxy};
 use std::time::Duration;
 use support::*;
 
 #[tokio::test]
 async fn livez_readyz_and_unknown_paths() {
-    let app = TestUpstream::slow().await;
-    let proxy = Proxy::with_endpoints(&[app.addr], "").await;
-    let admin = proxy.admin();
-    wait_ready(admin).await;
+    let (_app, proxy, admin) = ready_proxy("").await;
     assert_eq!(admin_get(admin, "/livez").await, (200, "ok\n".to_owned()));
     assert_eq!(
         admin_get(admin, "/readyz").await,

@@ -2,15 +2,19 @@
 
 use crate::render;
 
+/// The lines of `text` that are neither blank nor comments, trimmed.
+fn meaningful_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
 #[test]
 fn dockerfile_builds_a_static_non_root_image() {
     let repo = render::repo();
     let df = std::fs::read_to_string(repo.join("Dockerfile")).unwrap();
-    let lines: Vec<&str> = df
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+    let lines = meaningful_lines(&df);
     let froms = lines.iter().filter(|l| l.starts_with("FROM ")).count();
     assert!(froms >= 2, "multi-stage build");
     let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
@@ -41,11 +45,7 @@ fn dockerfile_builds_a_static_non_root_image() {
     );
     // The build context holds only what the build needs.
     let ignore = std::fs::read_to_string(repo.join(".dockerignore")).unwrap();
-    let rules: Vec<&str> = ignore
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+    let rules = meaningful_lines(&ignore);
     assert_eq!(
         rules.first(),
         Some(&"*"),

@@ -7,6 +7,27 @@ use crate::render::{
     Rendered,
 };
 
+/// The keys a PrometheusRule rule may have.
+const RULE_KEYS: [&str; 6] = [
+    "alert",
+    "expr",
+    "for",
+    "keep_firing_for",
+    "labels",
+    "annotations",
+];
+
+/// The keys a PodMonitor's `podMetricsEndpoints` entry may have.
+const ENDPOINT_KEYS: [&str; 7] = [
+    "port",
+    "path",
+    "interval",
+    "scrapeTimeout",
+    "relabelings",
+    "metricRelabelings",
+    "scheme",
+];
+
 fn check_rules(r: &Rendered, documented: &[(String, String)]) -> Vec<String> {
     let rule = r.one("PrometheusRule");
     assert_eq!(
@@ -33,18 +54,7 @@ fn check_rules(r: &Rendered, documented: &[(String, String)]) -> Vec<String> {
             let alert = rule["alert"].as_str().expect("alert name");
             let ctx = format!("{}: {alert}", r.name);
             for (k, _) in rule.as_mapping().unwrap() {
-                assert!(
-                    [
-                        "alert",
-                        "expr",
-                        "for",
-                        "keep_firing_for",
-                        "labels",
-                        "annotations"
-                    ]
-                    .contains(&k.as_str().unwrap()),
-                    "{ctx}: key {k:?}"
-                );
+                assert!(RULE_KEYS.contains(&k.as_str().unwrap()), "{ctx}: key {k:?}");
             }
             let expr = rule["expr"].as_str().expect("expr");
             assert!(balanced(expr), "{ctx}: unbalanced expr: {expr}");
@@ -160,16 +170,7 @@ fn monitoring_resources_are_well_formed() {
         for e in endpoints {
             for (k, _) in e.as_mapping().unwrap() {
                 assert!(
-                    [
-                        "port",
-                        "path",
-                        "interval",
-                        "scrapeTimeout",
-                        "relabelings",
-                        "metricRelabelings",
-                        "scheme"
-                    ]
-                    .contains(&k.as_str().unwrap()),
+                    ENDPOINT_KEYS.contains(&k.as_str().unwrap()),
                     "{}: podMetricsEndpoints key {k:?}",
                     mon.name
                 );

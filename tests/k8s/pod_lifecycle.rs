@@ -9,6 +9,13 @@ const SIM_SETS: [&str; 2] = [
     "lifeguard.drain.timeoutSeconds=10",
 ];
 
+/// The chart rendered with `values` and the short drain timings.
+async fn helm_for_simulation(values: &'static str) -> render::Rendered {
+    tokio::task::spawn_blocking(move || render::helm_template(Some(values), &SIM_SETS))
+        .await
+        .unwrap()
+}
+
 fn assert_clean_shutdown(label: &str, r: &lifecycle::Report) {
     let summary = format!(
         "{label}: {} ok ({} after termination started), hook {:?} -> {}, app SIGTERM at {:?} (/admin/drained: {}), app exit {:?}, lifeguard exit {:?}",
@@ -73,11 +80,7 @@ fn assert_clean_shutdown(label: &str, r: &lifecycle::Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_lifecycle_classic_sidecar_loses_no_request() {
-    let r = tokio::task::spawn_blocking(|| {
-        render::helm_template(Some("classic-values.yaml"), &SIM_SETS)
-    })
-    .await
-    .unwrap();
+    let r = helm_for_simulation("classic-values.yaml").await;
     assert!(!r.pod().native);
     let report = lifecycle::simulate(&r, lifecycle::Options::default()).await;
     assert_clean_shutdown("helm classic", &report);
@@ -85,11 +88,7 @@ async fn pod_lifecycle_classic_sidecar_loses_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_lifecycle_native_sidecar_loses_no_request() {
-    let r = tokio::task::spawn_blocking(|| {
-        render::helm_template(Some("native-values.yaml"), &SIM_SETS)
-    })
-    .await
-    .unwrap();
+    let r = helm_for_simulation("native-values.yaml").await;
     assert!(r.pod().native);
     let report = lifecycle::simulate(&r, lifecycle::Options::default()).await;
     assert_clean_shutdown("helm native", &report);

@@ -101,6 +101,11 @@ async fn send(addr: SocketAddr, method: &str, path: &str) -> RawResponse {
     raw_exchange(addr, req.as_bytes(), 10).await.response()
 }
 
+/// Whether the response's `Proxy-Status` names `error`.
+fn proxy_status_names(r: &RawResponse, error: &str) -> bool {
+    r.header("proxy-status").is_some_and(|v| v.contains(error))
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

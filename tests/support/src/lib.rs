@@ -111,6 +111,15 @@ fn init_logging() {
     });
 }
 
+/// A file named `name` holding `content` in a new temp dir (kept as long as
+/// the returned guard): a token, a page, a config.
+pub fn temp_file(name: &str, content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    (dir, path)
+}
+
 /// Waits until `cond` holds, polling every 10 ms, failing after `secs`.
 pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
