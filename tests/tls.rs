@@ -7,7 +7,7 @@ use std::time::Duration;
 use support::admin::metric;
 use support::api::{reload_from, ReloadResult, Trigger};
 use support::configmap::ConfigMapDir;
-use support::tls::{tls_get, TestCa};
+use support::tls::{tls_get, Leaf, TestCa};
 use support::*;
 use tokio::io::AsyncReadExt;
 
@@ -17,6 +17,23 @@ fn tls_yaml(cm: &ConfigMapDir, extra: &str) -> String {
         cm.path("tls.crt").display(),
         cm.path("tls.key").display()
     )
+}
+
+/// Swaps in `leaf` as the Secret-style pair, both files at once.
+fn install(cm: &ConfigMapDir, leaf: &Leaf) {
+    cm.update(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+}
+
+/// Waits (up to 10 s) until `served` returns `der`.
+async fn wait_served<F, Fut>(served: &F, der: &[u8], what: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<u8>>,
+{
+    eventually_async(Duration::from_secs(10), what, || async {
+        served().await == der
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -93,13 +110,8 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
 
     // cert-manager rotates the Secret: both files change in one swap.
     let second = ca.leaf();
-    cm.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
-    eventually_async(
-        Duration::from_secs(10),
-        "rotated certificate not served",
-        || async { served().await == second.der },
-    )
-    .await;
+    install(&cm, &second);
+    wait_served(&served, &second.der, "rotated certificate not served").await;
     let admin = proxy.admin();
     let ok = "lifeguard_tls_certificate_reloads_total{result=\"success\"}";
     let bad = "lifeguard_tls_certificate_reloads_total{result=\"invalid\"}";
@@ -156,13 +168,8 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
 
     // Fixed files are picked up again.
     let fourth = ca.leaf();
-    cm.update(&[("tls.crt", &fourth.cert_pem), ("tls.key", &fourth.key_pem)]);
-    eventually_async(
-        Duration::from_secs(10),
-        "fixed certificate not served",
-        || async { served().await == fourth.der },
-    )
-    .await;
+    install(&cm, &fourth);
+    wait_served(&served, &fourth.der, "fixed certificate not served").await;
 }
 
 #[tokio::test]

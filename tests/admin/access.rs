@@ -44,6 +44,16 @@ async fn outside_loopback_without_a_token_protected_endpoints_are_forbidden() {
     assert_eq!(r.status, 200, "{r:?}");
 }
 
+/// Authorization headers that do not carry the token `s3cret-T0ken`.
+const WRONG_CREDENTIALS: [(&str, &str); 6] = [
+    ("no Authorization", ""),
+    ("wrong token", "Authorization: Bearer s3cret-T0keN\r\n"),
+    ("token prefix", "Authorization: Bearer s3cret\r\n"),
+    ("longer token", "Authorization: Bearer s3cret-T0ken2\r\n"),
+    ("other scheme", "Authorization: Basic czNjcmV0LVQwa2Vu\r\n"),
+    ("bare token", "Authorization: s3cret-T0ken\r\n"),
+];
+
 #[tokio::test]
 async fn outside_loopback_the_bearer_token_from_token_file_is_required() {
     let drain = "drain:\n  delay: 0s\n  timeout: 2s\n";
@@ -53,14 +63,7 @@ async fn outside_loopback_the_bearer_token_from_token_file_is_required() {
     };
     wait_ready(loopback(&proxy)).await;
 
-    for (what, header) in [
-        ("no Authorization", ""),
-        ("wrong token", "Authorization: Bearer s3cret-T0keN\r\n"),
-        ("token prefix", "Authorization: Bearer s3cret\r\n"),
-        ("longer token", "Authorization: Bearer s3cret-T0ken2\r\n"),
-        ("other scheme", "Authorization: Basic czNjcmV0LVQwa2Vu\r\n"),
-        ("bare token", "Authorization: s3cret-T0ken\r\n"),
-    ] {
+    for (what, header) in WRONG_CREDENTIALS {
         for (method, path) in [
             ("GET", "/admin/inflight"),
             ("POST", "/admin/drain"),

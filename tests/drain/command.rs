@@ -11,15 +11,22 @@ use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-#[tokio::test]
-async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
+/// A slow app and a child lifeguard whose admin port is a free port on
+/// `ip`, with `drain` settings; and that port.
+async fn admin_on_a_port(ip: &str, drain: &str) -> (TestUpstream, ProxyProcess, u16) {
     let app = TestUpstream::slow().await;
     let port = free_port();
-    let mut p = ProxyProcess::start(&format!(
-        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:{port}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 200ms\n  timeout: 5s\n",
+    let p = ProxyProcess::start(&format!(
+        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"{ip}:{port}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n{drain}",
         app.addr
     ))
     .await;
+    (app, p, port)
+}
+
+#[tokio::test]
+async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
+    let (_app, mut p, _) = admin_on_a_port("127.0.0.1", "  delay: 200ms\n  timeout: 5s\n").await;
     wait_ready(p.admin).await;
     let (addr, admin) = (p.addr, p.admin);
     let slow = spawn_get(addr, "/slow/1000", 10);
@@ -69,14 +76,8 @@ async fn drain_command_drains_a_running_process_which_stays_up_until_sigterm() {
 
 #[tokio::test]
 async fn drain_command_no_wait_returns_at_once_and_fails_clearly_without_a_lifeguard() {
-    let app = TestUpstream::slow().await;
-    let port = free_port();
     // A wildcard admin address is reached over loopback by `lifeguard drain`.
-    let mut p = ProxyProcess::start(&format!(
-        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"0.0.0.0:{port}\"\napp:\n  endpoints: [\"{}\"]\ndrain:\n  delay: 2s\n  timeout: 5s\n",
-        app.addr
-    ))
-    .await;
+    let (_app, mut p, port) = admin_on_a_port("0.0.0.0", "  delay: 2s\n  timeout: 5s\n").await;
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(admin).await;
     let t = Instant::now();

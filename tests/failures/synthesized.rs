@@ -76,8 +76,11 @@ async fn json_body_when_client_accepts_json() {
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
 
     let (_dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
-    let req = request("POST", "/api", "Accept: application/json\r\n", "{}");
-    let r = send(proxy.addr(), &req).await;
+    let r = send(
+        proxy.addr(),
+        &request("POST", "/api", "Accept: application/json\r\n", "{}"),
+    )
+    .await;
     assert_synthesized(&r, 503, &terminated_unknown());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");

@@ -5,7 +5,8 @@ use super::{assert_terminated, counting_app, get, send};
 use support::net::kill_app;
 use support::*;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Two endpoints, one killed after start (no probe notices: `interval: 1h`):
 /// every GET succeeds (refused connects go to the other endpoint), and the
@@ -87,18 +88,24 @@ async fn connect_failure_is_retried_for_post() {
     assert_eq!(a_hits.load(Ordering::SeqCst), 0);
 }
 
+/// A resetting endpoint and a counting one behind a proxy probing with TCP,
+/// with a retry budget of 100 % and `retry` settings `retry_extra`.
+async fn resetting_and_healthy(
+    retry_extra: &str,
+) -> (ScriptedUpstream, TestUpstream, Arc<AtomicUsize>, Proxy) {
+    let bad = ScriptedUpstream::start(Script::Reset).await;
+    let (good, good_hits) = counting_app().await;
+    let config = format!("health:\n  mode: tcp\nretry:\n  budget_percent: 100\n{retry_extra}");
+    let proxy = Proxy::with_endpoints(&[bad.addr, good.addr], &config).await;
+    (bad, good, good_hits, proxy)
+}
+
 /// A POST the app drops is never resent: 503 with "outcome unknown",
 /// delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn post_to_a_resetting_app_is_not_resent() {
-    let bad = ScriptedUpstream::start(Script::Reset).await;
-    let (good, good_hits) = counting_app().await;
     // tcp probes: the resetting endpoint stays up and keeps receiving requests.
-    let proxy = Proxy::with_endpoints(
-        &[bad.addr, good.addr],
-        "health:\n  mode: tcp\nretry:\n  budget_percent: 100\n",
-    )
-    .await;
+    let (bad, _good, good_hits, proxy) = resetting_and_healthy("").await;
     let mut hit_bad = 0;
     for i in 0..6 {
         let before = (bad.requests(), good_hits.load(Ordering::SeqCst));
@@ -124,13 +131,8 @@ async fn post_to_a_resetting_app_is_not_resent() {
 /// header is resent on the healthy endpoint; without the header it is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn post_with_idempotency_key_is_resent_on_the_healthy_endpoint() {
-    let bad = ScriptedUpstream::start(Script::Reset).await;
-    let (good, good_hits) = counting_app().await;
-    let proxy = Proxy::with_endpoints(
-        &[bad.addr, good.addr],
-        "health:\n  mode: tcp\nretry:\n  budget_percent: 100\n  idempotency_key_header: Idempotency-Key\n",
-    )
-    .await;
+    let keyed = "  idempotency_key_header: Idempotency-Key\n";
+    let (bad, _good, good_hits, proxy) = resetting_and_healthy(keyed).await;
     let mut keyed_on_bad = 0;
     let mut plain_on_bad = 0;
     for i in 0..6 {
