@@ -19,6 +19,15 @@ fn tls_yaml(cm: &ConfigMapDir, extra: &str) -> String {
     )
 }
 
+/// A test CA, a `localhost` certificate it issued, and a Secret-style
+/// directory holding that pair (`tls.crt`, `tls.key`).
+fn ca_and_secret() -> (TestCa, Leaf, ConfigMapDir) {
+    let ca = TestCa::new();
+    let leaf = ca.leaf();
+    let cm = ConfigMapDir::new(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+    (ca, leaf, cm)
+}
+
 /// Swaps in `leaf` as the Secret-style pair, both files at once.
 fn install(cm: &ConfigMapDir, leaf: &Leaf) {
     cm.update(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
@@ -38,9 +47,7 @@ where
 
 #[tokio::test]
 async fn alpn_picks_http2_or_http11_and_the_app_sees_https() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf();
-    let cm = ConfigMapDir::new(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+    let (ca, leaf, cm) = ca_and_secret();
     let app = TestUpstream::echo().await;
     let proxy = Proxy::with_endpoints(&[app.addr], &tls_yaml(&cm, "")).await;
 
@@ -70,9 +77,7 @@ async fn alpn_picks_http2_or_http11_and_the_app_sees_https() {
 
 #[tokio::test]
 async fn a_stalled_handshake_is_closed_after_the_header_timeout() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf();
-    let cm = ConfigMapDir::new(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+    let (_ca, _leaf, cm) = ca_and_secret();
     let proxy = Proxy::with_endpoints(
         &[closed_port()],
         &tls_yaml(&cm, "client:\n  header_timeout: 300ms\n"),
@@ -89,9 +94,7 @@ async fn a_stalled_handshake_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
-    let ca = TestCa::new();
-    let first = ca.leaf();
-    let cm = ConfigMapDir::new(&[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)]);
+    let (ca, first, cm) = ca_and_secret();
     let app = TestUpstream::echo().await;
     let proxy = Proxy::with_endpoints(
         &[app.addr],

@@ -162,13 +162,13 @@ async fn get_and_head_reset_or_closed_single_endpoint_is_503_connection_terminat
 #[tokio::test]
 async fn expect_continue_and_chunked_posts_against_a_resetting_app_get_503() {
     let (dead, proxy) = Proxy::scripted(Script::Reset, TCP_PROBES).await;
+    let chunked = b"POST /chunked HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let r = send(
         proxy.addr(),
         &request("POST", "/expect", "Expect: 100-continue\r\n", "hello"),
     )
     .await;
     assert_synthesized(&r, 503, &terminated_unknown());
-    let chunked = b"POST /chunked HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let r = send(proxy.addr(), chunked).await;
     assert_synthesized(&r, 503, &terminated_unknown());
     assert_eq!(dead.requests(), 2);

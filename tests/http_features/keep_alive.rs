@@ -1,7 +1,7 @@
 //! Client keep-alive and its timeouts.
 
 use super::{echo_proxy, json, Seen};
-use support::raw::{connect, connect_and_send, exchange_on, read_for};
+use support::raw::{connect, connect_and_exchange, connect_and_send, exchange_on, read_for};
 
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -65,8 +65,7 @@ async fn idle_timeout_closes_a_silent_connection() {
 #[tokio::test]
 async fn idle_timeout_closes_an_idle_keep_alive_connection() {
     let (_app, proxy) = echo_proxy("client:\n  idle_timeout: 300ms\n").await;
-    let mut s = connect(proxy.addr()).await;
-    let r = exchange_on(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let (mut s, r) = connect_and_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     assert_closed_after(&mut s, TIMEOUT, "idle keep-alive connection").await;
 }
@@ -102,8 +101,7 @@ async fn header_timeout_cuts_slow_request_heads() {
     );
 
     // A partial second head right after a response on a kept-alive connection.
-    let mut s = connect(proxy.addr()).await;
-    let r = exchange_on(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let (mut s, r) = connect_and_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     s.write_all(b"GET /second HTTP/1.1\r\n").await.unwrap();
     assert_closed_after(&mut s, header_timeout, "stalled second head").await;
@@ -124,8 +122,7 @@ async fn header_timeout_cuts_slow_request_heads() {
 #[tokio::test]
 async fn header_timeout_cuts_a_slow_head_after_a_keep_alive_pause() {
     let (_app, proxy) = echo_proxy("client:\n  header_timeout: 300ms\n  idle_timeout: 5s\n").await;
-    let mut s = connect(proxy.addr()).await;
-    let r = exchange_on(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let (mut s, r) = connect_and_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     s.write_all(b"GET /second HTTP/1.1\r\n").await.unwrap();

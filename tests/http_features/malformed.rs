@@ -95,16 +95,19 @@ async fn content_length_with_transfer_encoding_is_never_forwarded_ambiguously() 
     assert!(closed.is_some(), "connection kept open after CL+TE");
 }
 
+/// One Content-Length value, twice.
+const REPEATED_CONTENT_LENGTH: &[u8] =
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
+
+/// A request whose lines end with a bare LF.
+const BARE_LF: &[u8] = b"POST /lf HTTP/1.1\nHost: a\nX-Lf: yes\nContent-Length: 3\n\nabc";
+
 /// RFC 9110 §8.6 lets a recipient collapse repeated identical
 /// Content-Length values; hyper does, and the app sees one value.
 #[tokio::test]
 async fn repeated_identical_content_length_is_collapsed() {
     let (_app, proxy) = echo_proxy("").await;
-    let r = send(
-        &proxy,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-    )
-    .await;
+    let r = send(&proxy, REPEATED_CONTENT_LENGTH).await;
     assert_eq!(r.status, 200);
     let v = json(&r);
     assert_eq!(v["headers"]["content-length"], "5", "{v}");
@@ -150,11 +153,7 @@ async fn request_header_size_limit() {
 #[tokio::test]
 async fn bare_lf_line_endings_are_parsed_consistently() {
     let (app, proxy) = echo_proxy("").await;
-    let r = send(
-        &proxy,
-        b"POST /lf HTTP/1.1\nHost: a\nX-Lf: yes\nContent-Length: 3\n\nabc",
-    )
-    .await;
+    let r = send(&proxy, BARE_LF).await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     let v = json(&r);
     assert_eq!(v["path"], "/lf");

@@ -171,3 +171,11 @@ pub async fn read_at_least(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize, what:
         .await
         .unwrap_or_else(|_| panic!("{what}: timed out with {buf:?}"));
 }
+
+/// Connects to `addr` and makes one exchange (as [`exchange_on`]), leaving
+/// the connection open for more.
+pub async fn connect_and_exchange(addr: SocketAddr, request: &[u8]) -> (TcpStream, RawResponse) {
+    let mut s = connect(addr).await;
+    let r = exchange_on(&mut s, request).await;
+    (s, r)
+}
