@@ -6,6 +6,16 @@
 //! A library crate of its own (`lifeguard-test-support`, a dev-dependency
 //! named `support`): each test binary `use`s what it needs. The library's
 //! own items are reached through [`api`] only.
+//!
+//! - [`Proxy`] (here) and [`process::ProxyProcess`]: lifeguard in-process or
+//!   as a child process; [`child`]: piped child processes.
+//! - [`upstream`]: `TestUpstream`, `RawApp`, `ScriptedUpstream`; [`doomed`]:
+//!   apps that die; [`node`]: Node.js apps.
+//! - [`client`] and [`raw`]: raw HTTP/1 over a socket; [`h2`]: raw HTTP/2
+//!   frames; [`tls`]: a test CA and an HTTPS client.
+//! - [`admin`]: admin calls; [`prometheus`]: the strict `/metrics` parser;
+//!   [`synth`]: what lifeguard's own answers say.
+//! - [`configmap`], [`net`]: a ConfigMap-style directory, port waits.
 
 pub mod admin;
 pub mod api;
