@@ -2,16 +2,13 @@
 //! the answer (503, Retry-After, Proxy-Status, HTML page or JSON), the
 //! bypass rules, requests in flight, readiness, metrics.
 
-mod support;
-
 use http::Response;
 use hyper::body::Incoming;
-use lifeguard::control::reload::reload_from;
-use lifeguard::runtime::{ReloadResult, Trigger};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use support::admin::{admin_call, admin_call_from, metric, status_json};
+use support::api::{reload_from, ReloadResult, Trigger};
 use support::upstream::full;
 use support::*;
 use tokio::sync::Semaphore;
@@ -125,9 +122,10 @@ async fn config_switch_serves_the_page_or_json_and_reload_turns_it_off() {
 #[tokio::test]
 async fn custom_page_is_rendered_once_and_a_missing_one_is_a_config_error() {
     let (upstream, _) = plain_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("page.html");
-    std::fs::write(&page, "<h1>Migrating</h1><p>Back in {{retry_after}}.</p>").unwrap();
+    let (dir, page) = temp_file(
+        "page.html",
+        "<h1>Migrating</h1><p>Back in {{retry_after}}.</p>",
+    );
     let proxy = Proxy::with_endpoints(
         &[upstream.addr],
         &format!(
@@ -146,7 +144,7 @@ async fn custom_page_is_rendered_once_and_a_missing_one_is_a_config_error() {
         "maintenance:\n  page: \"{}\"\n",
         dir.path().join("nope.html").display()
     );
-    let err = lifeguard::config::Config::from_yaml(&missing, "t").unwrap_err();
+    let err = support::api::Config::from_yaml(&missing, "t").unwrap_err();
     assert!(
         err.problems()[0].starts_with("maintenance.page: cannot read"),
         "{err}"
@@ -256,9 +254,7 @@ async fn admin_switch_clears_only_itself_and_needs_loopback_or_token() {
 #[tokio::test]
 async fn bypass_by_path_prefix_cidr_and_header_token() {
     let (upstream, hits) = plain_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("bypass");
-    std::fs::write(&token, "let-me-in\n").unwrap();
+    let (_dir, token) = temp_file("bypass", "let-me-in\n");
     let rules = format!(
         "maintenance:\n  enabled: true\n  allow_paths: [/health, /api/status]\n  bypass_cidrs: [\"10.0.0.0/8\", \"fd00::/8\"]\n  bypass_header: X-Maintenance-Bypass\n  bypass_token_file: \"{}\"\n",
         token.display()

@@ -2,8 +2,7 @@
 //! (`app.queue_timeout`), least-outstanding balancing, and slow start after an
 //! endpoint recovers.
 
-mod support;
-use support::net::{rebind, wait_refused};
+use support::net::{kill_app, rebind};
 use support::upstream::{full, TestBody};
 use support::*;
 
@@ -90,6 +89,27 @@ async fn gated_app(load: Load, gate: Arc<Semaphore>) -> TestUpstream {
     .await
 }
 
+/// A gated app behind a proxy with `max_in_flight: 2` and `queue_timeout`,
+/// its endpoint up.
+async fn gated_proxy(queue_timeout: &str) -> (Load, Arc<Semaphore>, TestUpstream, Proxy) {
+    let load = Load::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let app = gated_app(load.clone(), gate.clone()).await;
+    let config = format!("  max_in_flight: 2\n  queue_timeout: {queue_timeout}\n");
+    let proxy = Proxy::with_endpoints(&[app.addr], &config).await;
+    proxy.endpoint_up(0, "up").await;
+    (load, gate, app, proxy)
+}
+
+/// Two requests held in the gated app: both slots of `max_in_flight: 2` taken.
+async fn fill_both_slots(proxy: &Proxy, load: &Load) -> Vec<JoinHandle<(RawResponse, Duration)>> {
+    let first: Vec<_> = (0..2)
+        .map(|i| spawn_get(proxy.addr(), format!("/a{i}")))
+        .collect();
+    eventually(5, "2 requests in the app", || load.now() == 2).await;
+    first
+}
+
 /// An app whose requests (not probes) take `delay`.
 fn slow_handler(
     load: Load,
@@ -122,21 +142,8 @@ fn slow_handler(
 /// than 2 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn excess_requests_wait_then_get_connection_limit_reached() {
-    let load = Load::default();
-    let gate = Arc::new(Semaphore::new(0));
-    let app = gated_app(load.clone(), gate.clone()).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n  max_in_flight: 2\n  queue_timeout: 200ms\n",
-        app.addr
-    ))
-    .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
-
-    let first: Vec<_> = (0..2)
-        .map(|i| spawn_get(proxy.addr(), format!("/a{i}")))
-        .collect();
-    eventually(5, "2 requests in the app", || load.now() == 2).await;
+    let (load, gate, _app, proxy) = gated_proxy("200ms").await;
+    let first = fill_both_slots(&proxy, &load).await;
     let extra: Vec<_> = (0..2)
         .map(|i| spawn_get(proxy.addr(), format!("/b{i}")))
         .collect();
@@ -170,21 +177,8 @@ async fn excess_requests_wait_then_get_connection_limit_reached() {
 /// `queue_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queued_request_is_served_when_a_slot_frees_in_time() {
-    let load = Load::default();
-    let gate = Arc::new(Semaphore::new(0));
-    let app = gated_app(load.clone(), gate.clone()).await;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{}\"]\n  max_in_flight: 2\n  queue_timeout: 3s\n",
-        app.addr
-    ))
-    .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
-
-    let first: Vec<_> = (0..2)
-        .map(|i| spawn_get(proxy.addr(), format!("/a{i}")))
-        .collect();
-    eventually(5, "2 requests in the app", || load.now() == 2).await;
+    let (load, gate, _app, proxy) = gated_proxy("3s").await;
+    let first = fill_both_slots(&proxy, &load).await;
     let queued = spawn_get(proxy.addr(), "/queued".into());
     // It waits (absence over 150 ms: nothing else can be observed).
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -241,31 +235,53 @@ async fn least_outstanding_favours_the_fast_endpoint() {
     );
 }
 
+/// The recovery scenario: the app (its requests take `delay`) dies, `n`
+/// requests arrive and are held, the app comes back on the same port.
+/// `app_config` goes on with the `app:` section, `slow_start` is the
+/// health setting. Returns the app's load and the answers.
+async fn burst_across_a_restart(
+    delay: Duration,
+    app_config: &str,
+    slow_start: &str,
+    n: usize,
+) -> (Load, Vec<RawResponse>) {
+    let load = Load::default();
+    let handler = slow_handler(load.clone(), delay);
+    let app = TestUpstream::start(handler.clone()).await;
+    let addr = app.addr;
+    let config = format!(
+        "{app_config}health:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  \
+         slow_start: {slow_start}\nunavailable:\n  hold: 5s\n"
+    );
+    let proxy = Proxy::with_endpoints(&[addr], &config).await;
+    let e = proxy.endpoint_up(0, "up").await;
+
+    kill_app(app).await;
+    let burst: Vec<_> = (0..n)
+        .map(|i| spawn_get(proxy.addr(), format!("/burst/{i}")))
+        .collect();
+    eventually(5, "a refused request takes it down", || e.is_down()).await;
+    let _app = TestUpstream::start_on(rebind(addr).await, handler).await;
+    let mut answers = Vec::new();
+    for t in burst {
+        answers.push(t.await.unwrap().0);
+    }
+    (load, answers)
+}
+
 /// Runs the slow-start scenario: the app dies, 20 slow requests arrive and
 /// are held, the app comes back on the same port. Returns the app's
 /// concurrency: within the first 50 ms after the first request reached it,
 /// and overall.
 async fn recovery_burst(slow_start: &str) -> (usize, usize) {
-    let load = Load::default();
-    let handler = slow_handler(load.clone(), Duration::from_millis(800));
-    let app = TestUpstream::start(handler.clone()).await;
-    let addr = app.addr;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: {slow_start}\nunavailable:\n  hold: 5s\n"
-    ))
+    let (load, answers) = burst_across_a_restart(
+        Duration::from_millis(800),
+        "  queue_timeout: 5s\n",
+        slow_start,
+        20,
+    )
     .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
-
-    drop(app);
-    wait_refused(addr).await;
-    let burst: Vec<_> = (0..20)
-        .map(|i| spawn_get(proxy.addr(), format!("/burst/{i}")))
-        .collect();
-    eventually(5, "a refused request takes it down", || e.is_down()).await;
-    let _app = TestUpstream::start_on(rebind(addr).await, handler).await;
-    for t in burst {
-        let (r, _) = t.await.unwrap();
+    for r in answers {
         assert_eq!(r.status, 200, "{:?}", r.header("proxy-status"));
     }
     assert_eq!(load.arrivals.lock().unwrap().len(), 20);
@@ -304,25 +320,11 @@ async fn slow_start_ramps_concurrency_after_recovery() {
 /// that limit, never above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_start_ramps_to_max_in_flight() {
-    let load = Load::default();
-    let handler = slow_handler(load.clone(), Duration::from_millis(300));
-    let app = TestUpstream::start(handler.clone()).await;
-    let addr = app.addr;
-    let proxy = Proxy::start(&format!(
-        "app:\n  endpoints: [\"{addr}\"]\n  max_in_flight: 4\n  queue_timeout: 5s\nhealth:\n  interval: 1h\n  down_interval: 50ms\n  healthy_threshold: 1\n  slow_start: 1s\nunavailable:\n  hold: 5s\n"
-    ))
-    .await;
-    let e = proxy.endpoint(0);
-    eventually(5, "up", || e.is_up()).await;
-    drop(app);
-    wait_refused(addr).await;
-    let burst: Vec<_> = (0..12)
-        .map(|i| spawn_get(proxy.addr(), format!("/burst/{i}")))
-        .collect();
-    eventually(5, "down", || e.is_down()).await;
-    let _app = TestUpstream::start_on(rebind(addr).await, handler).await;
-    for t in burst {
-        assert_eq!(t.await.unwrap().0.status, 200);
+    let app_config = "  max_in_flight: 4\n  queue_timeout: 5s\n";
+    let (load, answers) =
+        burst_across_a_restart(Duration::from_millis(300), app_config, "1s", 12).await;
+    for r in answers {
+        assert_eq!(r.status, 200);
     }
     let early = load.max_within(Duration::from_millis(100));
     assert_eq!(early, 1, "cap 1 (+3 over 1 s) right after recovery");

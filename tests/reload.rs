@@ -2,19 +2,15 @@
 //! SIGHUP and `POST /admin/reload`; invalid configs kept out (and logged once
 //! per content); restart-only settings reported and ignored.
 
-mod support;
-
 use http::Response;
 use hyper::body::Incoming;
-use lifeguard::config::sha256_hex;
-use lifeguard::control::reload::reload_from;
-use lifeguard::runtime::{ReloadResult, Trigger};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::admin::{admin_call, admin_call_from, metric, status_json};
+use support::api::sha256_hex;
+use support::api::{reload_from, ReloadResult, Trigger};
 use support::configmap::ConfigMapDir;
 use support::upstream::full;
 use support::*;
@@ -42,17 +38,16 @@ fn process_yaml(endpoints: &[SocketAddr], extra: &str) -> String {
     )
 }
 
-/// Waits until the async `cond` holds, failing after `secs`.
-async fn until<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polling the config file every 100 ms.
+const POLL: &str = "reload:\n  poll_interval: 100ms\n";
+
+/// A child lifeguard routing to `endpoint`, its config in a ConfigMap-style
+/// directory that it polls (`POLL`).
+async fn configmap_proxy(endpoint: SocketAddr) -> (ConfigMapDir, ProxyProcess) {
+    let cm = ConfigMapDir::new(&[("config.yaml", &process_yaml(&[endpoint], POLL))]);
+    let p =
+        ProxyProcess::start_with_file(tempfile::tempdir().unwrap(), cm.path("config.yaml")).await;
+    (cm, p)
 }
 
 /// `GET path` through the proxy: (status, body).
@@ -170,17 +165,16 @@ async fn sixty_reloads_under_load_fail_no_request() {
 async fn configmap_symlink_swap_is_picked_up_and_applied_live() {
     let a = named_app("a", Duration::ZERO).await;
     let b = named_app("b", Duration::ZERO).await;
-    let poll = "reload:\n  poll_interval: 100ms\n";
-    let cm = ConfigMapDir::new(&[("config.yaml", &process_yaml(&[a.addr], poll))]);
-    let p =
-        ProxyProcess::start_with_file(tempfile::tempdir().unwrap(), cm.path("config.yaml")).await;
+    let (cm, p) = configmap_proxy(a.addr).await;
     assert_eq!(get(p.addr, "/").await, (200, "a".to_owned()));
 
-    let new = process_yaml(&[b.addr], poll);
+    let new = process_yaml(&[b.addr], POLL);
     cm.update(&[("config.yaml", &new)]);
-    until(10, "requests reach the new app", || async {
-        get(p.addr, "/").await == (200, "b".to_owned())
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "requests reach the new app",
+        || async { get(p.addr, "/").await == (200, "b".to_owned()) },
+    )
     .await;
     let status = status_json(p.admin).await;
     assert_eq!(status["config"]["generation"], 2);
@@ -197,12 +191,16 @@ async fn configmap_symlink_swap_is_picked_up_and_applied_live() {
     assert_eq!(status["endpoints"].as_array().unwrap().len(), 1);
     assert_eq!(status["endpoints"][0]["endpoint"], b.addr.to_string());
     // The removed endpoint's series are dropped.
-    until(5, "old endpoint's metrics removed", || async {
-        !admin_get(p.admin, "/metrics")
-            .await
-            .1
-            .contains(&a.addr.to_string())
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "old endpoint's metrics removed",
+        || async {
+            !admin_get(p.admin, "/metrics")
+                .await
+                .1
+                .contains(&a.addr.to_string())
+        },
+    )
     .await;
     let logs = p.json_logs();
     let reloaded: Vec<_> = logs
@@ -217,16 +215,13 @@ async fn configmap_symlink_swap_is_picked_up_and_applied_live() {
 async fn invalid_configs_are_kept_out_counted_and_logged_once() {
     let a = named_app("a", Duration::ZERO).await;
     let b = named_app("b", Duration::ZERO).await;
-    let poll = "reload:\n  poll_interval: 100ms\n";
-    let cm = ConfigMapDir::new(&[("config.yaml", &process_yaml(&[a.addr], poll))]);
-    let p =
-        ProxyProcess::start_with_file(tempfile::tempdir().unwrap(), cm.path("config.yaml")).await;
+    let (cm, p) = configmap_proxy(a.addr).await;
     let invalid = "lifeguard_config_reloads_total{result=\"invalid\"}";
 
     let bad = [
         (
             "yaml syntax",
-            format!("{}app: [\n", process_yaml(&[b.addr], poll)),
+            format!("{}app: [\n", process_yaml(&[b.addr], POLL)),
         ),
         (
             "unknown key",
@@ -234,12 +229,12 @@ async fn invalid_configs_are_kept_out_counted_and_logged_once() {
         ),
         (
             "invalid value",
-            process_yaml(&[b.addr], &format!("{poll}drain:\n  delay: soon\n")),
+            process_yaml(&[b.addr], &format!("{POLL}drain:\n  delay: soon\n")),
         ),
     ];
     for (i, (what, text)) in bad.iter().enumerate() {
         cm.update(&[("config.yaml", text)]);
-        until(10, what, || async {
+        eventually_async(Duration::from_secs(10), what, || async {
             metric(p.admin, invalid).await == (i + 1) as f64
         })
         .await;
@@ -282,8 +277,8 @@ async fn invalid_configs_are_kept_out_counted_and_logged_once() {
     assert_eq!(metric(p.admin, successful).await, 0.0);
 
     // A good config after the bad ones is applied.
-    cm.update(&[("config.yaml", &process_yaml(&[b.addr], poll))]);
-    until(10, "good config applied", || async {
+    cm.update(&[("config.yaml", &process_yaml(&[b.addr], POLL))]);
+    eventually_async(Duration::from_secs(10), "good config applied", || async {
         get(p.addr, "/").await == (200, "b".to_owned())
     })
     .await;
@@ -315,7 +310,7 @@ async fn sighup_reloads_and_restart_only_settings_are_reported() {
     std::fs::write(&path, &second).unwrap();
     assert_eq!(status_json(p.admin).await["config"]["generation"], 1);
     p.signal(libc::SIGHUP);
-    until(10, "SIGHUP reload", || async {
+    eventually_async(Duration::from_secs(10), "SIGHUP reload", || async {
         status_json(p.admin).await["config"]["generation"] == 2
     })
     .await;
@@ -353,9 +348,7 @@ async fn sighup_reloads_and_restart_only_settings_are_reported() {
 async fn admin_reload_is_loopback_or_token_and_answers_the_outcome() {
     let a = named_app("a", Duration::ZERO).await;
     let b = named_app("b", Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "t0ken\n").unwrap();
+    let (dir, token) = temp_file("token", "t0ken\n");
     let head = format!(
         "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n  token_file: \"{}\"\n",
         token.display()

@@ -1,4 +1,3 @@
-mod support;
 use support::*;
 
 #[tokio::test]

@@ -3,14 +3,11 @@
 //! certificate rotation in place (Secret-volume style), and bad certificates
 //! rejected at start (`lifeguard check`, exit 64) and on reload.
 
-mod support;
-
-use lifeguard::control::reload::reload_from;
-use lifeguard::runtime::{ReloadResult, Trigger};
 use std::time::Duration;
 use support::admin::metric;
+use support::api::{reload_from, ReloadResult, Trigger};
 use support::configmap::ConfigMapDir;
-use support::tls::{tls_get, TestCa};
+use support::tls::{tls_get, Leaf, TestCa};
 use support::*;
 use tokio::io::AsyncReadExt;
 
@@ -22,11 +19,35 @@ fn tls_yaml(cm: &ConfigMapDir, extra: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn alpn_picks_http2_or_http11_and_the_app_sees_https() {
+/// A test CA, a `localhost` certificate it issued, and a Secret-style
+/// directory holding that pair (`tls.crt`, `tls.key`).
+fn ca_and_secret() -> (TestCa, Leaf, ConfigMapDir) {
     let ca = TestCa::new();
     let leaf = ca.leaf();
     let cm = ConfigMapDir::new(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+    (ca, leaf, cm)
+}
+
+/// Swaps in `leaf` as the Secret-style pair, both files at once.
+fn install(cm: &ConfigMapDir, leaf: &Leaf) {
+    cm.update(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+}
+
+/// Waits (up to 10 s) until `served` returns `der`.
+async fn wait_served<F, Fut>(served: &F, der: &[u8], what: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<u8>>,
+{
+    eventually_async(Duration::from_secs(10), what, || async {
+        served().await == der
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn alpn_picks_http2_or_http11_and_the_app_sees_https() {
+    let (ca, leaf, cm) = ca_and_secret();
     let app = TestUpstream::echo().await;
     let proxy = Proxy::with_endpoints(&[app.addr], &tls_yaml(&cm, "")).await;
 
@@ -56,9 +77,7 @@ async fn alpn_picks_http2_or_http11_and_the_app_sees_https() {
 
 #[tokio::test]
 async fn a_stalled_handshake_is_closed_after_the_header_timeout() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf();
-    let cm = ConfigMapDir::new(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
+    let (_ca, _leaf, cm) = ca_and_secret();
     let proxy = Proxy::with_endpoints(
         &[closed_port()],
         &tls_yaml(&cm, "client:\n  header_timeout: 300ms\n"),
@@ -75,9 +94,7 @@ async fn a_stalled_handshake_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
-    let ca = TestCa::new();
-    let first = ca.leaf();
-    let cm = ConfigMapDir::new(&[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)]);
+    let (ca, first, cm) = ca_and_secret();
     let app = TestUpstream::echo().await;
     let proxy = Proxy::with_endpoints(
         &[app.addr],
@@ -96,15 +113,8 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
 
     // cert-manager rotates the Secret: both files change in one swap.
     let second = ca.leaf();
-    cm.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while served().await != second.der {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rotated certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    install(&cm, &second);
+    wait_served(&served, &second.der, "rotated certificate not served").await;
     let admin = proxy.admin();
     let ok = "lifeguard_tls_certificate_reloads_total{result=\"success\"}";
     let bad = "lifeguard_tls_certificate_reloads_total{result=\"invalid\"}";
@@ -113,22 +123,20 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
     // A key that does not match its certificate: refused, the old pair stays.
     let third = ca.leaf();
     cm.update(&[("tls.crt", &third.cert_pem), ("tls.key", &second.key_pem)]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(admin, bad).await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "bad pair not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(Duration::from_secs(10), "bad pair not noticed", || async {
+        metric(admin, bad).await >= 1.0
+    })
+    .await;
     assert_eq!(served().await, second.der);
     // Not PEM at all: refused too.
     cm.update(&[
         ("tls.crt", "not a certificate"),
         ("tls.key", &second.key_pem),
     ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(admin, bad).await < 2.0 {
-        assert!(std::time::Instant::now() < deadline, "garbage not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(Duration::from_secs(10), "garbage not noticed", || async {
+        metric(admin, bad).await >= 2.0
+    })
+    .await;
     assert_eq!(served().await, second.der);
 
     // A config reload naming a bad file is rejected as a whole, naming the key.
@@ -163,15 +171,8 @@ async fn rotated_certificate_is_served_and_a_bad_one_is_refused() {
 
     // Fixed files are picked up again.
     let fourth = ca.leaf();
-    cm.update(&[("tls.crt", &fourth.cert_pem), ("tls.key", &fourth.key_pem)]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while served().await != fourth.der {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fixed certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    install(&cm, &fourth);
+    wait_served(&served, &fourth.der, "fixed certificate not served").await;
 }
 
 #[tokio::test]

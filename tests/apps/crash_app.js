@@ -3,7 +3,7 @@
 // on an uncaught exception thrown in an async callback (exit code 1).
 //
 // Usage: node crash_app.js [port]   (port 0 or absent: an ephemeral port)
-// The first stdout line is the port it listens on (127.0.0.1). Then one line
+// The first stdout line is `listening <port>` (on 127.0.0.1). Then one line
 // per request, written when the request head arrives:
 //   REQ <METHOD> <PATH>
 // so a test can count deliveries even after the process is dead (writes to a
@@ -68,5 +68,5 @@ const server = http.createServer((req, res) => {
 });
 
 server.listen(port, '127.0.0.1', () => {
-  process.stdout.write(`${server.address().port}\n`);
+  process.stdout.write(`listening ${server.address().port}\n`);
 });

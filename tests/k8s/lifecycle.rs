@@ -16,6 +16,7 @@
 //! clients stop sending new requests `propagation` after termination starts.
 
 use super::hooks::run_handler;
+use super::process::Proc;
 use super::render::{duration, resolve_port, Rendered};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,12 +25,12 @@ use hyper_util::rt::TokioIo;
 use serde_yaml::Value;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use support::child::started_addrs;
+use tokio::process::Command;
 
 pub struct Options {
     /// How long after termination starts clients keep sending new requests
@@ -88,91 +89,6 @@ pub struct Exit {
     /// Since termination started.
     pub at: Duration,
     pub killed: bool,
-}
-
-/// A child process with its output lines collected.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for pipe in [
-            Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(err),
-        ] {
-            let lines = lines.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Proc { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits (up to `secs`) for an output line `f` accepts.
-    async fn wait_line<T>(&mut self, what: &str, secs: u64, f: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(found) = self.lines().iter().find_map(|l| f(l)) {
-                return found;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what}: exited with {status}: {:?}", self.lines());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: timed out: {:?}",
-                self.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn signal(&self, sig: &str) {
-        let Some(pid) = self.child.id() else { return };
-        let _ = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .await;
-    }
-
-    /// Waits for the exit until `deadline`, then SIGKILLs (the kubelet at
-    /// the end of the grace period).
-    async fn exit_by(&mut self, deadline: Instant, t0: Instant) -> Exit {
-        match tokio::time::timeout_at(deadline.into(), self.child.wait()).await {
-            Ok(status) => Exit {
-                status: status.ok(),
-                at: t0.elapsed(),
-                killed: false,
-            },
-            Err(_) => {
-                let _ = self.child.start_kill();
-                Exit {
-                    status: self.child.wait().await.ok(),
-                    at: t0.elapsed(),
-                    killed: true,
-                }
-            }
-        }
-    }
 }
 
 /// Rewrites the rendered config for this machine: listeners on 127.0.0.1
@@ -332,6 +248,7 @@ pub async fn simulate(rendered: &Rendered, opts: Options) -> Report {
         Command::new("node")
             .arg(super::render::repo().join("tests/k8s/app.js"))
             .env("PORT", "0"),
+        "node (is Node.js installed?)",
     );
     let app_port: u16 = app
         .wait_line("app start", 15, |l| {
@@ -356,18 +273,10 @@ pub async fn simulate(rendered: &Rendered, opts: Options) -> Report {
         Command::new(env!("CARGO_BIN_EXE_lifeguard"))
             .arg("--config")
             .arg(&config_path),
+        "lifeguard",
     );
     let (proxy, admin): (SocketAddr, SocketAddr) = lifeguard
-        .wait_line("lifeguard start", 15, |l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            if v["message"] != "lifeguard started" {
-                return None;
-            }
-            Some((
-                v["listen"].as_str()?.parse().ok()?,
-                v["admin"].as_str()?.parse().ok()?,
-            ))
-        })
+        .wait_line("lifeguard start", 15, started_addrs)
         .await;
 
     // The kubelet's readiness probe, as rendered.

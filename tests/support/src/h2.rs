@@ -1,0 +1,66 @@
+//! Raw HTTP/2 frames over a plain socket (prior knowledge, no TLS): enough
+//! to send a request by hand and to see every frame the server writes, with
+//! when it came (GOAWAY timing at drain).
+
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The client connection preface.
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// One HTTP/2 frame.
+pub fn h2_frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[derive(Debug)]
+pub struct H2Frame {
+    /// When it was read.
+    pub at: Instant,
+    pub ty: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+pub const H2_DATA: u8 = 0;
+pub const H2_HEADERS: u8 = 1;
+pub const H2_SETTINGS: u8 = 4;
+pub const H2_PING: u8 = 6;
+pub const H2_GOAWAY: u8 = 7;
+
+/// Reads frames until the server closes, acknowledging SETTINGS and PING.
+pub async fn h2_read_all(mut s: TcpStream) -> Vec<H2Frame> {
+    let mut frames = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        if s.read_exact(&mut head).await.is_err() {
+            return frames;
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).await.is_err() {
+            return frames;
+        }
+        let (ty, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if ty == H2_SETTINGS && flags & 1 == 0 {
+            let _ = s.write_all(&h2_frame(H2_SETTINGS, 1, 0, &[])).await;
+        }
+        if ty == H2_PING && flags & 1 == 0 {
+            let _ = s.write_all(&h2_frame(H2_PING, 1, 0, &payload)).await;
+        }
+        frames.push(H2Frame {
+            at: Instant::now(),
+            ty,
+            flags,
+            stream,
+            payload,
+        });
+    }
+}
