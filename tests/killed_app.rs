@@ -8,8 +8,9 @@ use support::*;
 
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// `node tests/apps/crash_app.js <port>` (0: any), whose stdout has one
 /// `REQ METHOD PATH` line per request received. crash_app.js answers `GET

@@ -2,8 +2,9 @@
 
 use super::{call, json, ready_proxy};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn admin_inflight_lists_each_request_in_flight() {

@@ -3,13 +3,14 @@
 use super::{connect_refused, free_port, phase, signal_until_phase, slow_proxy, spawn_get};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::admin::{status_json, wait_inflight};
 use support::client::read_response;
 use support::process::binary;
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// A slow app and a child lifeguard whose admin port is a free port on
 /// `ip`, with `drain` settings; and that port.

@@ -1,7 +1,7 @@
 //! An HTTP/2 connection at drain: GOAWAY, and its stream in flight completes.
 
 use super::start_proxy;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::admin::wait_inflight;
 use support::h2::{
     h2_frame, h2_read_all, H2Frame, H2_DATA, H2_GOAWAY, H2_HEADERS, H2_PREFACE, H2_SETTINGS,
@@ -9,6 +9,7 @@ use support::h2::{
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn http2_connection_gets_goaway_and_its_stream_in_flight_completes() {

@@ -7,7 +7,7 @@ use super::{
     spawn_get, start_proxy,
 };
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::admin::wait_inflight;
 use support::admin::wait_metric;
 use support::client::read_response;
@@ -15,6 +15,7 @@ use support::raw::read_to_end;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn sigterm_serves_through_the_delay_then_closes_and_exits_when_idle() {

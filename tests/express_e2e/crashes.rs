@@ -9,9 +9,10 @@ use support::node::NodeApp;
 use support::*;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn post_crashing_in_async_callback_gets_503_and_is_delivered_once() {

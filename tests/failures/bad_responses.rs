@@ -5,7 +5,8 @@ use super::{assert_synthesized_html, get, post, send};
 use support::synth::{terminated, terminated_unknown, TCP_PROBES};
 use support::*;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn no_response_headers_within_response_timeout_is_504() {

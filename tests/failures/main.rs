@@ -17,7 +17,8 @@ use support::synth::TCP_PROBES;
 use support::*;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A request with `headers` (each ending in CRLF) and, if non-empty, a body.
 fn request(method: &str, path: &str, headers: &str, body: &str) -> Vec<u8> {

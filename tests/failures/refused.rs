@@ -5,7 +5,8 @@ use super::{assert_synthesized_html, echo_json, get, post, proxy_whose_app_just_
 use support::synth::{destination_unavailable, refused, terminated, terminated_unknown};
 use support::*;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn refused_get_single_endpoint_is_503_connection_refused() {

@@ -4,7 +4,8 @@ use super::{assert_unavailable, get, Flip};
 use support::net::kill_app;
 use support::*;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The "app endpoint up/down" log lines of a child lifeguard.
 fn state_changes(p: &ProxyProcess) -> Vec<serde_json::Value> {

@@ -9,7 +9,8 @@ use support::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A request whose connect is refused takes the endpoint down at once: the
 /// next request is answered 503 `destination_unavailable` without any

@@ -9,8 +9,9 @@ use support::*;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::api::{ProbeOutcome, State};
+use tokio::time::Instant;
 
 /// A probe slower than `health.timeout` is a failure (enough of them take the
 /// endpoint down); a slow probe within the timeout is a success.

@@ -83,10 +83,10 @@ async fn upload(addr: SocketAddr, total: u64, chunked: bool, seen: &UploadSeen) 
     while sent < total {
         if !gated && sent >= GATE {
             gated = true;
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while seen.received.load(Ordering::SeqCst) == 0 {
                 assert!(
-                    std::time::Instant::now() < deadline,
+                    tokio::time::Instant::now() < deadline,
                     "the app received nothing while the client had sent {sent} of {total} bytes: \
                      the proxy buffers uploads"
                 );

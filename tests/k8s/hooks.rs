@@ -10,12 +10,13 @@ use serde_yaml::Value;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 /// One request received by [`FakeAdmin`].
 #[derive(Debug, Clone)]
-pub struct Call {
+pub(crate) struct Call {
     pub method: String,
     /// Path and query.
     pub target: String,
@@ -25,14 +26,14 @@ pub struct Call {
 /// Answers like lifeguard's admin port would for a drain that is already
 /// over: `/admin/drain` 202, `/admin/drained` 200, `/admin/maintenance`
 /// 200, anything else 404. Records every request.
-pub struct FakeAdmin {
+pub(crate) struct FakeAdmin {
     pub addr: SocketAddr,
     calls: Arc<Mutex<Vec<Call>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeAdmin {
-    pub async fn start() -> FakeAdmin {
+    pub(crate) async fn start() -> FakeAdmin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -81,7 +82,7 @@ impl FakeAdmin {
         FakeAdmin { addr, calls, task }
     }
 
-    pub fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 }
@@ -94,7 +95,7 @@ impl Drop for FakeAdmin {
 
 /// What running a hook did.
 #[derive(Debug)]
-pub struct HookRun {
+pub(crate) struct HookRun {
     pub took: Duration,
     /// The exec hook exited 0 / the httpGet hook got a 2xx.
     pub ok: bool,
@@ -105,7 +106,7 @@ pub struct HookRun {
 /// Runs a `preStop` handler (`exec` or `httpGet`) as the kubelet would, with
 /// lifeguard's admin port `admin_port` rewritten to `target` (a 127.0.0.1
 /// address). Gives up after `limit`.
-pub async fn run_handler(
+pub(crate) async fn run_handler(
     handler: &Value,
     admin_port: u16,
     target: SocketAddr,
@@ -170,7 +171,7 @@ pub async fn run_handler(
 }
 
 /// A GET on a fresh connection; the status code.
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);

@@ -28,11 +28,12 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::child::started_addrs;
 use tokio::process::Command;
+use tokio::time::Instant;
 
-pub struct Options {
+pub(crate) struct Options {
     /// How long after termination starts clients keep sending new requests
     /// (endpoint propagation). `LIFEGUARD_K8S_PROPAGATION_MS` overrides it.
     pub propagation: Duration,
@@ -62,7 +63,7 @@ impl Default for Options {
 
 /// What happened, for the test's assertions.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub native: bool,
     pub grace: Duration,
     pub delay: Duration,
@@ -84,7 +85,7 @@ pub struct Report {
 }
 
 #[derive(Debug)]
-pub struct Exit {
+pub(crate) struct Exit {
     pub status: Option<ExitStatus>,
     /// Since termination started.
     pub at: Duration,
@@ -228,7 +229,7 @@ async fn client(
 }
 
 /// Runs the pod of `rendered` through start, load and termination.
-pub async fn simulate(rendered: &Rendered, opts: Options) -> Report {
+pub(crate) async fn simulate(rendered: &Rendered, opts: Options) -> Report {
     let pod = rendered.pod();
     let native = pod.native;
     if native {

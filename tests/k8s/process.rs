@@ -2,29 +2,29 @@
 //! collected, signals, and the exit by the end of the grace period.
 
 use super::lifecycle::Exit;
-use std::time::Instant;
 use support::child::{spawn_piped, wait_line, Lines};
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 /// A child process with its output lines collected.
-pub struct Proc {
+pub(crate) struct Proc {
     child: Child,
     lines: Lines,
 }
 
 impl Proc {
-    pub fn spawn(cmd: &mut Command, what: &str) -> Proc {
+    pub(crate) fn spawn(cmd: &mut Command, what: &str) -> Proc {
         let mut child = spawn_piped(cmd, what);
         let lines = Lines::of_child(&mut child);
         Proc { child, lines }
     }
 
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.get()
     }
 
     /// Waits (up to `secs`) for an output line `f` accepts.
-    pub async fn wait_line<T>(
+    pub(crate) async fn wait_line<T>(
         &mut self,
         what: &str,
         secs: u64,
@@ -33,7 +33,7 @@ impl Proc {
         wait_line(&mut self.child, &self.lines, what, secs, f).await
     }
 
-    pub async fn signal(&self, sig: &str) {
+    pub(crate) async fn signal(&self, sig: &str) {
         let Some(pid) = self.child.id() else { return };
         let _ = Command::new("kill")
             .arg(format!("-{sig}"))
@@ -44,8 +44,8 @@ impl Proc {
 
     /// Waits for the exit until `deadline`, then SIGKILLs (the kubelet at
     /// the end of the grace period).
-    pub async fn exit_by(&mut self, deadline: Instant, t0: Instant) -> Exit {
-        match tokio::time::timeout_at(deadline.into(), self.child.wait()).await {
+    pub(crate) async fn exit_by(&mut self, deadline: Instant, t0: Instant) -> Exit {
+        match tokio::time::timeout_at(deadline, self.child.wait()).await {
             Ok(status) => Exit {
                 status: status.ok(),
                 at: t0.elapsed(),

@@ -9,15 +9,15 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Kubernetes version given to `helm template` (capabilities).
-pub const HELM_KUBE_VERSION: &str = "1.30.0";
+pub(crate) const HELM_KUBE_VERSION: &str = "1.30.0";
 
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The bin directory of scripts/install-tools.sh (installed once per test
 /// process; the script itself is idempotent and locked).
-pub fn tools() -> &'static Path {
+pub(crate) fn tools() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let out = Command::new("bash")
@@ -50,7 +50,7 @@ fn run(cmd: &mut Command, what: &str) -> String {
 
 /// `helm template demo helm/lifeguard` with an optional value file of
 /// helm/lifeguard/ci/ and `--set` overrides.
-pub fn helm_template(values: Option<&str>, sets: &[&str]) -> Rendered {
+pub(crate) fn helm_template(values: Option<&str>, sets: &[&str]) -> Rendered {
     let mut cmd = helm_command(values, sets);
     let name = format!("helm {} {}", values.unwrap_or("default"), sets.join(" "));
     let text = run(&mut cmd, &name);
@@ -59,7 +59,7 @@ pub fn helm_template(values: Option<&str>, sets: &[&str]) -> Rendered {
 
 /// `helm template` (with `extra` arguments last) that is expected to fail:
 /// its error message.
-pub fn helm_template_error(sets: &[&str], extra: &[&str]) -> String {
+pub(crate) fn helm_template_error(sets: &[&str], extra: &[&str]) -> String {
     let out = helm_command(None, sets)
         .args(extra)
         .output()
@@ -92,7 +92,7 @@ fn helm_command(values: Option<&str>, sets: &[&str]) -> Command {
 }
 
 /// `kubectl kustomize <dir>` (relative to the repository).
-pub fn kustomize(dir: &str) -> Rendered {
+pub(crate) fn kustomize(dir: &str) -> Rendered {
     let mut cmd = Command::new(tools().join("kubectl"));
     cmd.arg("kustomize").arg(repo().join(dir));
     let text = run(&mut cmd, &format!("kubectl kustomize {dir}"));
@@ -101,7 +101,7 @@ pub fn kustomize(dir: &str) -> Rendered {
 
 /// The pods the invariants are checked on: every value set of the chart and
 /// both deploy/ variants.
-pub fn all_pod_renders() -> Vec<Rendered> {
+pub(crate) fn all_pod_renders() -> Vec<Rendered> {
     let mut list = vec![helm_template(None, &[])];
     let mut sets: Vec<String> = std::fs::read_dir(repo().join("helm/lifeguard/ci"))
         .expect("helm/lifeguard/ci")
@@ -119,13 +119,13 @@ pub fn all_pod_renders() -> Vec<Rendered> {
 }
 
 /// A multi-document render.
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub name: String,
     pub docs: Vec<Value>,
 }
 
 impl Rendered {
-    pub fn parse(name: &str, text: &str) -> Rendered {
+    pub(crate) fn parse(name: &str, text: &str) -> Rendered {
         use serde::Deserialize;
         let docs = serde_yaml::Deserializer::from_str(text)
             .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{name}: bad YAML: {e}")))
@@ -137,27 +137,27 @@ impl Rendered {
         }
     }
 
-    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+    pub(crate) fn of_kind(&self, kind: &str) -> Vec<&Value> {
         self.docs
             .iter()
             .filter(|d| d["kind"].as_str() == Some(kind))
             .collect()
     }
 
-    pub fn one(&self, kind: &str) -> &Value {
+    pub(crate) fn one(&self, kind: &str) -> &Value {
         let all = self.of_kind(kind);
         assert_eq!(all.len(), 1, "{}: expected one {kind}", self.name);
         all[0]
     }
 
-    pub fn named(&self, kind: &str, name: &str) -> &Value {
+    pub(crate) fn named(&self, kind: &str, name: &str) -> &Value {
         self.of_kind(kind)
             .into_iter()
             .find(|d| d["metadata"]["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("{}: no {kind} named {name}", self.name))
     }
 
-    pub fn pod(&self) -> Pod<'_> {
+    pub(crate) fn pod(&self) -> Pod<'_> {
         let deployment = self.one("Deployment");
         let template = &deployment["spec"]["template"];
         let spec = &template["spec"];
@@ -194,7 +194,7 @@ impl Rendered {
 }
 
 /// The pod template of the render's Deployment.
-pub struct Pod<'a> {
+pub(crate) struct Pod<'a> {
     pub rendered: &'a Rendered,
     pub spec: &'a Value,
     pub labels: &'a Value,
@@ -207,14 +207,14 @@ pub struct Pod<'a> {
 }
 
 impl Pod<'_> {
-    pub fn grace_seconds(&self) -> u64 {
+    pub(crate) fn grace_seconds(&self) -> u64 {
         self.spec["terminationGracePeriodSeconds"]
             .as_u64()
             .unwrap_or(30)
     }
 
     /// The `--config` path in lifeguard's args.
-    pub fn config_path(&self) -> String {
+    pub(crate) fn config_path(&self) -> String {
         let args: Vec<&str> = seq(&self.lifeguard["args"])
             .iter()
             .filter_map(|a| a.as_str())
@@ -227,7 +227,7 @@ impl Pod<'_> {
     }
 
     /// The volume mounted in lifeguard's container at `path`'s directory.
-    pub fn volume_for(&self, path: &str) -> (&Value, &Value) {
+    pub(crate) fn volume_for(&self, path: &str) -> (&Value, &Value) {
         let dir = Path::new(path).parent().expect("absolute path");
         let mount = seq(&self.lifeguard["volumeMounts"])
             .into_iter()
@@ -243,7 +243,7 @@ impl Pod<'_> {
 
     /// config.yaml as lifeguard reads it: from the ConfigMap mounted at the
     /// directory of `--config`.
-    pub fn config_text(&self) -> String {
+    pub(crate) fn config_text(&self) -> String {
         let path = self.config_path();
         let (_, volume) = self.volume_for(&path);
         let cm_name = volume["configMap"]["name"]
@@ -257,12 +257,12 @@ impl Pod<'_> {
             .to_owned()
     }
 
-    pub fn config(&self) -> Value {
+    pub(crate) fn config(&self) -> Value {
         serde_yaml::from_str(&self.config_text()).expect("config.yaml is YAML")
     }
 
     /// Drain delay, timeout and grace_period from the config.
-    pub fn drain(&self) -> (Duration, Duration, Duration) {
+    pub(crate) fn drain(&self) -> (Duration, Duration, Duration) {
         let c = self.config();
         let d = |k: &str, default: &str| duration(c["drain"][k].as_str().unwrap_or(default));
         (
@@ -272,11 +272,11 @@ impl Pod<'_> {
         )
     }
 
-    pub fn listen_port(&self) -> u16 {
+    pub(crate) fn listen_port(&self) -> u16 {
         port_of(self.config()["listen"].as_str().unwrap_or("0.0.0.0:8080"))
     }
 
-    pub fn admin_port(&self) -> u16 {
+    pub(crate) fn admin_port(&self) -> u16 {
         port_of(
             self.config()["admin"]["listen"]
                 .as_str()
@@ -286,14 +286,14 @@ impl Pod<'_> {
 }
 
 /// The items of a YAML sequence (none for anything else).
-pub fn seq(v: &Value) -> Vec<&Value> {
+pub(crate) fn seq(v: &Value) -> Vec<&Value> {
     v.as_sequence()
         .map(|s| s.iter().collect())
         .unwrap_or_default()
 }
 
 /// A container port given by number or by name.
-pub fn resolve_port(container: &Value, port: &Value) -> Option<u16> {
+pub(crate) fn resolve_port(container: &Value, port: &Value) -> Option<u16> {
     if let Some(n) = port.as_u64() {
         return u16::try_from(n).ok();
     }
@@ -309,7 +309,7 @@ pub fn resolve_port(container: &Value, port: &Value) -> Option<u16> {
 }
 
 /// "0.0.0.0:8080" -> 8080.
-pub fn port_of(addr: &str) -> u16 {
+pub(crate) fn port_of(addr: &str) -> u16 {
     addr.rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
@@ -317,7 +317,7 @@ pub fn port_of(addr: &str) -> u16 {
 }
 
 /// A lifeguard/Prometheus duration: "250ms", "5s", "2m", "1h".
-pub fn duration(s: &str) -> Duration {
+pub(crate) fn duration(s: &str) -> Duration {
     let split = s
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or_else(|| panic!("duration without unit: {s}"));
@@ -333,14 +333,14 @@ pub fn duration(s: &str) -> Duration {
 }
 
 /// Every label of `selector` is on `labels`.
-pub fn selects(selector: &Value, labels: &Value) -> bool {
+pub(crate) fn selects(selector: &Value, labels: &Value) -> bool {
     selector
         .as_mapping()
         .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
 /// The metric names (and types) documented in the table of docs/metrics.md.
-pub fn documented_metrics() -> Vec<(String, String)> {
+pub(crate) fn documented_metrics() -> Vec<(String, String)> {
     let page = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");
     let list: Vec<(String, String)> = page
         .lines()
@@ -356,7 +356,7 @@ pub fn documented_metrics() -> Vec<(String, String)> {
 }
 
 /// The `lifeguard_*` names used in a PromQL expression.
-pub fn metrics_in(expr: &str) -> Vec<String> {
+pub(crate) fn metrics_in(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = expr;
     while let Some(i) = rest.find("lifeguard_") {
@@ -372,7 +372,7 @@ pub fn metrics_in(expr: &str) -> Vec<String> {
 
 /// Whether `name` is a documented metric (histograms: with their
 /// `_bucket`/`_sum`/`_count` series).
-pub fn is_documented(name: &str, documented: &[(String, String)]) -> bool {
+pub(crate) fn is_documented(name: &str, documented: &[(String, String)]) -> bool {
     documented.iter().any(|(m, kind)| {
         name == m
             || (kind == "histogram"
@@ -383,7 +383,7 @@ pub fn is_documented(name: &str, documented: &[(String, String)]) -> bool {
 }
 
 /// (), [] and {} balance, outside of double-quoted strings.
-pub fn balanced(expr: &str) -> bool {
+pub(crate) fn balanced(expr: &str) -> bool {
     let mut stack = Vec::new();
     let mut in_str = false;
     let mut escaped = false;
@@ -417,7 +417,7 @@ pub fn balanced(expr: &str) -> bool {
 }
 
 /// A port on 127.0.0.1 nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

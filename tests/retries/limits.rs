@@ -4,7 +4,8 @@
 use super::{assert_terminated, get, proxy_status};
 use support::*;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// `retry.attempts` bounds the resends: a GET against two resetting
 /// endpoints is sent 1 + attempts times, with backoff between sends.

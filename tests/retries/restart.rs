@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 fn restartable_js() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/restartable.js")
@@ -121,7 +122,7 @@ async fn app_restart_during_traffic() {
         ));
     }
 
-    tokio::time::sleep_until((killed + Duration::from_millis(300)).into()).await;
+    tokio::time::sleep_until(killed + Duration::from_millis(300)).await;
     let _node = start_node(port, &log, false).await;
 
     let mut results = HashMap::new();

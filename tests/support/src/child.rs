@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 /// Spawns `cmd` with stdout and stderr piped; the child is killed when
 /// dropped. Panics with `what` if it cannot be spawned.
@@ -21,7 +22,7 @@ pub fn spawn_piped(cmd: &mut Command, what: &str) -> Child {
 }
 
 /// The lines read from one or more pipes, in arrival order.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct Lines {
     lines: Arc<Mutex<Vec<String>>>,
     closed: Arc<AtomicBool>,

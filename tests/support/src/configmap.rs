@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[derive(Debug)]
 pub struct ConfigMapDir {
     pub dir: tempfile::TempDir,
     version: AtomicUsize,

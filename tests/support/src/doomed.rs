@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 /// A raw app that holds every request it reads until `crash`, which resets
 /// all its connections at once and stops listening: a process dying with
 /// requests in flight.
+#[derive(Debug)]
 pub struct DoomedApp {
     pub addr: SocketAddr,
     held: Arc<Mutex<Vec<TcpStream>>>,

@@ -2,9 +2,9 @@
 //! to send a request by hand and to see every frame the server writes, with
 //! when it came (GOAWAY timing at drain).
 
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// The client connection preface.
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

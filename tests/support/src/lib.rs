@@ -41,6 +41,7 @@ use api::{Config, Running};
 use std::net::SocketAddr;
 
 /// lifeguard running inside the test's tokio runtime.
+#[derive(Debug)]
 pub struct Proxy {
     pub running: Running,
 }
@@ -132,10 +133,10 @@ pub fn temp_file(name: &str, content: &str) -> (tempfile::TempDir, std::path::Pa
 
 /// Waits until `cond` holds, polling every 10 ms, failing after `secs`.
 pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !cond() {
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -153,7 +154,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     loop {
         if cond().await {
             return start.elapsed();

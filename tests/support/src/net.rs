@@ -2,8 +2,9 @@
 //! same port.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 /// Waits until nothing listens on `addr` any more (a dropped app's listener
 /// task is aborted asynchronously).

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 /// `tests/express`: package.json, the committed package-lock.json, the apps.
 pub fn express_dir() -> PathBuf {
@@ -76,6 +77,7 @@ fn installed_and_current(dir: &Path) -> bool {
 
 /// A Node.js process running a test app script. It must print `listening
 /// <port>` as its first stdout line. Dropping it kills the process.
+#[derive(Debug)]
 pub struct NodeApp {
     pub addr: SocketAddr,
     pub pid: u32,

@@ -5,9 +5,11 @@ use crate::child::{kill, spawn_piped, started_addrs, wait_exit, wait_line, Lines
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
+#[derive(Debug)]
 pub struct ProxyProcess {
     pub child: Child,
     pub addr: SocketAddr,

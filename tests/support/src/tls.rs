@@ -15,11 +15,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+#[derive(Debug)]
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A certificate for `localhost` and its key, PEM, plus the certificate DER.
+#[derive(Debug)]
 pub struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,

@@ -47,6 +47,7 @@ pub fn closed_port() -> SocketAddr {
 }
 
 /// A hyper HTTP/1.1 app. Dropping it stops it and closes its connections.
+#[derive(Debug)]
 pub struct TestUpstream {
     pub addr: SocketAddr,
     /// Requests received (counted when the handler is called).
@@ -161,6 +162,7 @@ pub enum Script {
 
 /// A raw-TCP app on port 0 that hands every connection it accepts to a
 /// function of the test's. Dropping it stops it and closes its connections.
+#[derive(Debug)]
 pub struct RawApp {
     pub addr: SocketAddr,
     listener: Arc<TcpListener>,
@@ -235,6 +237,7 @@ impl Drop for RawApp {
 }
 
 /// A raw-TCP app that follows a script for every request it reads.
+#[derive(Debug)]
 pub struct ScriptedUpstream {
     pub addr: SocketAddr,
     /// Complete requests read.
