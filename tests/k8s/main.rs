@@ -10,7 +10,7 @@
 //!   the ConfigMap's config.
 //! - `monitoring_resources_are_well_formed`: the Prometheus Operator custom
 //!   resources (no schema in kubernetes-validate) and the dashboard,
-//!   structurally, against the metrics README documents.
+//!   structurally, against the metrics docs/metrics.md documents.
 //! - `pod_lifecycle_*`: kubelet played on this machine for the rendered pod,
 //!   under load, for each sidecar mode: no client request may fail.
 //!
