@@ -166,6 +166,12 @@ pub struct ClientConfig {
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this.
     pub idle_timeout: Duration,
+    /// Longest time without progress reading a request body (a 1 B/s upload
+    /// is cut here with 408, and its app connection released).
+    pub body_timeout: Duration,
+    /// Longest time without the client accepting response bytes (a client
+    /// that stops reading, or an HTTP/2 window held at zero).
+    pub send_timeout: Duration,
     /// Request line plus headers; larger gets 431.
     pub max_header_size: usize,
     /// Request body limit; larger gets 413. `None`: unlimited.

@@ -115,6 +115,8 @@ pub(super) struct RawApp {
 pub(super) struct RawClient {
     pub header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub max_header_size: Option<String>,
     pub max_body_size: Option<String>,
     pub max_connections: Option<u32>,
