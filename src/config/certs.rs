@@ -3,21 +3,23 @@
 //! matches the certificate, and hash both files (to notice a rotation in
 //! place). Used when the config loads and by the rotation check.
 
+use super::files::{read_capped, FileError, PEM_CAP};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::InconsistentKeys;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Why a certificate/key pair cannot be used. Each names the config key of
 /// the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read \"{}\": {source}", .path.display())]
-    ReadCert { path: PathBuf, source: io::Error },
-    #[error("cannot read \"{}\": {source}", .path.display())]
-    ReadKey { path: PathBuf, source: io::Error },
+    /// `tls.cert_file` missing, not a regular file, or larger than 1 MiB.
+    #[error("{0}")]
+    ReadCert(FileError),
+    /// `tls.key_file` likewise.
+    #[error("{0}")]
+    ReadKey(FileError),
     #[error("\"{}\" holds no PEM certificate", .path.display())]
     NoCertificate { path: PathBuf },
     #[error("\"{}\" holds no valid certificate: {reason}", .path.display())]
@@ -32,10 +34,10 @@ impl TlsError {
     /// The config key this problem is about.
     pub fn field(&self) -> &'static str {
         match self {
-            TlsError::ReadCert { .. }
+            TlsError::ReadCert(_)
             | TlsError::NoCertificate { .. }
             | TlsError::BadCertificate { .. } => "tls.cert_file",
-            TlsError::ReadKey { .. } | TlsError::BadKey { .. } | TlsError::KeyMismatch { .. } => {
+            TlsError::ReadKey(_) | TlsError::BadKey { .. } | TlsError::KeyMismatch { .. } => {
                 "tls.key_file"
             }
         }
@@ -49,21 +51,16 @@ pub struct LoadedCert {
     pub files_sha256: String,
 }
 
-/// Reads both files and hashes them together (to notice a rotation).
+/// Reads both files (each a regular file of at most 1 MiB, see `files`) and
+/// hashes them together (to notice a rotation).
 pub fn files_sha256(cert: &Path, key: &Path) -> Result<String, TlsError> {
     let (c, k) = read_pair(cert, key)?;
     Ok(hash_pair(&c, &k))
 }
 
 fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let c = std::fs::read(cert).map_err(|source| TlsError::ReadCert {
-        path: cert.to_owned(),
-        source,
-    })?;
-    let k = std::fs::read(key).map_err(|source| TlsError::ReadKey {
-        path: key.to_owned(),
-        source,
-    })?;
+    let c = read_capped(cert, PEM_CAP).map_err(TlsError::ReadCert)?;
+    let k = read_capped(key, PEM_CAP).map_err(TlsError::ReadKey)?;
     Ok((c, k))
 }
 

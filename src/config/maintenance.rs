@@ -4,15 +4,13 @@
 //! that cannot be read is a config error naming its key, so a typo shows up in
 //! `lifeguard check` (or a rejected reload), not as a broken page mid-migration.
 
+use super::files::{read_capped, PAGE_CAP};
 use super::problems::{Problems, DAY};
 use super::raw::RawMaintenance;
 use super::secret::read_secret;
 use super::{MaintenanceBypass, MaintenanceConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// A maintenance page larger than this is a mistake (a wrong file).
-const MAX_PAGE: u64 = 1024 * 1024;
 
 pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceConfig {
     let retry_after = p.duration(
@@ -121,29 +119,11 @@ fn bypass(raw: &RawMaintenance, p: &mut Problems) -> Option<MaintenanceBypass> {
     }
 }
 
-fn read_page(path: &PathBuf, p: &mut Problems) -> Option<Vec<u8>> {
-    let shown = path.display();
-    match std::fs::metadata(path) {
-        Ok(m) if m.len() > MAX_PAGE => {
-            p.push(
-                "maintenance.page",
-                format!("\"{shown}\" is larger than 1MiB"),
-            );
-            return None;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            p.push("maintenance.page", format!("cannot read \"{shown}\": {e}"));
-            return None;
-        }
-    }
-    match std::fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            p.push("maintenance.page", format!("cannot read \"{shown}\": {e}"));
-            None
-        }
-    }
+/// The page template: a regular file of at most 1 MiB (see `files`).
+fn read_page(path: &Path, p: &mut Problems) -> Option<Vec<u8>> {
+    read_capped(path, PAGE_CAP)
+        .inspect_err(|e| p.push("maintenance.page", e))
+        .ok()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! validates the maintenance section, and `reload` swaps in a new config
 //! while running.
 
+mod addrs;
 pub mod certs;
+pub mod files;
 mod maintenance;
 mod page;
 mod problems;
@@ -13,6 +15,7 @@ mod secret;
 mod units;
 mod validate;
 
+pub use files::{read_config_file, FileError};
 pub use secret::Secret;
 
 pub use units::{parse_duration, parse_size};
@@ -212,11 +215,10 @@ pub struct LogConfig {
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The config file itself: missing, not a regular file, too large, not
+    /// UTF-8 (see `files`).
+    #[error("{0}")]
+    Read(#[from] FileError),
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
     #[error("{path}: {} problem(s):\n  {}", .problems.len(), lines(.problems))]
@@ -235,7 +237,7 @@ impl ConfigError {
     /// Every problem, one per line, each naming its field where it has one.
     pub fn problems(&self) -> Vec<String> {
         match self {
-            ConfigError::Read { .. } | ConfigError::Syntax { .. } => vec![self.to_string()],
+            ConfigError::Read(_) | ConfigError::Syntax { .. } => vec![self.to_string()],
             ConfigError::Invalid { problems, .. } => {
                 problems.iter().map(Problem::to_string).collect()
             }
@@ -245,7 +247,7 @@ impl ConfigError {
     /// The fields found invalid (none for a read or syntax error).
     pub fn fields(&self) -> Vec<&str> {
         match self {
-            ConfigError::Read { .. } | ConfigError::Syntax { .. } => Vec::new(),
+            ConfigError::Read(_) | ConfigError::Syntax { .. } => Vec::new(),
             ConfigError::Invalid { problems, .. } => {
                 problems.iter().map(|p| p.field.as_str()).collect()
             }
@@ -302,6 +304,14 @@ impl Config {
                 humantime::format_duration(self.app.pool_idle_timeout)
             ));
         }
+        let h = &self.health;
+        if h.timeout > h.interval {
+            w.push(format!(
+                "health.timeout ({}) is longer than health.interval ({}): a probe that hangs holds up the next one, so a stuck app is noticed later than the interval suggests",
+                humantime::format_duration(h.timeout),
+                humantime::format_duration(h.interval),
+            ));
+        }
         w
     }
 
@@ -318,10 +328,7 @@ impl Config {
     /// Reads, parses and validates a config file, remembering its path for
     /// reloads.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = read_config_file(path)?;
         let mut config = Config::from_yaml(&text, &path.display().to_string())?;
         config.source_path = Some(path.to_owned());
         Ok(config)

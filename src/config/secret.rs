@@ -1,8 +1,10 @@
 //! A secret read from a file named in the config (the admin bearer token, the
 //! maintenance bypass token): compared in constant time, never printed.
 
+use super::files::{read_text, TOKEN_CAP};
 use super::problems::Problems;
 use std::fmt;
+use std::path::Path;
 
 /// A token that must not leak through logs, `Debug` output or timing.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,17 +34,17 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Reads a secret from the file at `path` (trimmed; empty is a problem),
-/// naming `field` in any problem.
+/// Reads a secret from the file at `path` (a regular file of at most 4 KiB,
+/// see `files`; trimmed; empty is a problem), naming `field` in any problem.
 pub(super) fn read_secret(field: &str, path: &str, p: &mut Problems) -> Option<Secret> {
-    match std::fs::read_to_string(path) {
+    match read_text(Path::new(path), TOKEN_CAP) {
         Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim().to_owned())),
         Ok(_) => {
             p.push(field, format!("\"{path}\" is empty"));
             None
         }
         Err(e) => {
-            p.push(field, format!("cannot read \"{path}\": {e}"));
+            p.push(field, e);
             None
         }
     }

@@ -4,6 +4,15 @@
 //! config section; `validate` only assembles them.
 
 use super::problems::{Problem, Problems, DAY, HOUR, MS};
+
+/// The shortest client timeouts (`client.*_timeout`): below this a healthy
+/// client on a slow network is cut off.
+const CLIENT_FLOOR: Duration = Duration::from_millis(100);
+/// The shortest app connect and probe timeouts and probe intervals.
+const TEN_MS: Duration = Duration::from_millis(10);
+/// `health.healthy_threshold` / `unhealthy_threshold`: above this an
+/// endpoint would take minutes to change state.
+const MAX_THRESHOLD: u32 = 100;
 use super::raw::{
     RawApp, RawClient, RawConfig, RawDrain, RawHealth, RawLog, RawReload, RawRetry, RawTls,
     RawUnavailable,
@@ -22,10 +31,11 @@ use std::time::Duration;
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     let (listen, admin) = listeners(&raw, &mut p);
+    let own = [listen, admin.listen];
     let config = Config {
         listen,
         admin,
-        app: app(&raw.app, &mut p),
+        app: app(&raw.app, own, &mut p),
         client: client(&raw.client, &mut p),
         unavailable: unavailable(&raw.unavailable, &mut p),
         health: health(&raw.health, &mut p),
@@ -67,8 +77,10 @@ fn listeners(raw: &RawConfig, p: &mut Problems) -> (SocketAddr, AdminConfig) {
     (listen, admin)
 }
 
-/// `app.endpoints`: 1 to 64 distinct `IP:PORT`s (default `127.0.0.1:3000`).
-fn endpoints(raw: &RawApp, p: &mut Problems) -> Vec<SocketAddr> {
+/// `app.endpoints`: 1 to 64 distinct `IP:PORT`s (default `127.0.0.1:3000`),
+/// each one an app can be at, and none of them lifeguard's own listeners
+/// (`listen`, `admin.listen`).
+fn endpoints(raw: &RawApp, own: [SocketAddr; 2], p: &mut Problems) -> Vec<SocketAddr> {
     match &raw.endpoints {
         None => vec![SocketAddr::from(([127, 0, 0, 1], 3000))],
         Some(list) if list.is_empty() => {
@@ -90,7 +102,18 @@ fn endpoints(raw: &RawApp, p: &mut Problems) -> Vec<SocketAddr> {
                     Ok(a) if out.contains(&a) => {
                         p.push(&field, format!("duplicate endpoint \"{text}\""))
                     }
-                    Ok(a) => out.push(a),
+                    Ok(a) => {
+                        if let Some(why) = super::addrs::unusable(a) {
+                            p.push(&field, format!("\"{text}\" {why}"));
+                        } else if let Some((key, l)) = own_listener(a, own) {
+                            p.push(
+                                &field,
+                                format!("\"{text}\" is lifeguard's own {key} ({l}): requests would loop back into lifeguard"),
+                            );
+                        } else {
+                            out.push(a);
+                        }
+                    }
                     Err(_) => p.push(
                         &field,
                         format!("invalid socket address \"{text}\" (expected IP:PORT)"),
@@ -102,15 +125,23 @@ fn endpoints(raw: &RawApp, p: &mut Problems) -> Vec<SocketAddr> {
     }
 }
 
-fn app(raw: &RawApp, p: &mut Problems) -> AppConfig {
+/// The listener (its key and address) that `endpoint` would reach, if any.
+fn own_listener(endpoint: SocketAddr, own: [SocketAddr; 2]) -> Option<(&'static str, SocketAddr)> {
+    ["listen", "admin.listen"]
+        .into_iter()
+        .zip(own)
+        .find(|(_, l)| super::addrs::reaches(endpoint, *l))
+}
+
+fn app(raw: &RawApp, own: [SocketAddr; 2], p: &mut Problems) -> AppConfig {
     let a = raw;
     AppConfig {
-        endpoints: endpoints(raw, p),
+        endpoints: endpoints(raw, own, p),
         connect_timeout: p.duration(
             "app.connect_timeout",
             a.connect_timeout.as_deref(),
             Duration::from_secs(1),
-            MS,
+            TEN_MS,
             Duration::from_secs(60),
         ),
         response_timeout: p.duration(
@@ -160,28 +191,28 @@ fn client(raw: &RawClient, p: &mut Problems) -> ClientConfig {
             "client.header_timeout",
             c.header_timeout.as_deref(),
             Duration::from_secs(10),
-            MS,
+            CLIENT_FLOOR,
             HOUR,
         ),
         idle_timeout: p.duration(
             "client.idle_timeout",
             c.idle_timeout.as_deref(),
             Duration::from_secs(60),
-            MS,
+            CLIENT_FLOOR,
             DAY,
         ),
         body_timeout: p.duration(
             "client.body_timeout",
             c.body_timeout.as_deref(),
             Duration::from_secs(30),
-            Duration::from_millis(100),
+            CLIENT_FLOOR,
             HOUR,
         ),
         send_timeout: p.duration(
             "client.send_timeout",
             c.send_timeout.as_deref(),
             Duration::from_secs(30),
-            Duration::from_millis(100),
+            CLIENT_FLOOR,
             HOUR,
         ),
         max_header_size: max_header_size as usize,
@@ -251,21 +282,21 @@ fn health(raw: &RawHealth, p: &mut Problems) -> HealthConfig {
             "health.interval",
             h.interval.as_deref(),
             Duration::from_secs(2),
-            Duration::from_millis(10),
+            TEN_MS,
             HOUR,
         ),
         down_interval: p.duration(
             "health.down_interval",
             h.down_interval.as_deref(),
             Duration::from_millis(250),
-            Duration::from_millis(10),
+            TEN_MS,
             HOUR,
         ),
         timeout: p.duration(
             "health.timeout",
             h.timeout.as_deref(),
             Duration::from_secs(1),
-            MS,
+            TEN_MS,
             Duration::from_secs(60),
         ),
         healthy_threshold: h.healthy_threshold.unwrap_or(2),
@@ -279,11 +310,18 @@ fn health(raw: &RawHealth, p: &mut Problems) -> HealthConfig {
         ),
         ready_requires_app: h.ready_requires_app.unwrap_or(true),
     };
-    if health.healthy_threshold == 0 {
-        p.push("health.healthy_threshold", "must be at least 1");
-    }
-    if health.unhealthy_threshold == 0 {
-        p.push("health.unhealthy_threshold", "must be at least 1");
+    for (field, n) in [
+        ("health.healthy_threshold", health.healthy_threshold),
+        ("health.unhealthy_threshold", health.unhealthy_threshold),
+    ] {
+        if n == 0 {
+            p.push(field, "must be at least 1");
+        } else if n > MAX_THRESHOLD {
+            p.push(
+                field,
+                format!("{n} is above the maximum of {MAX_THRESHOLD}"),
+            );
+        }
     }
     health
 }
@@ -299,19 +337,7 @@ fn retry(raw: &RawRetry, p: &mut Problems) -> RetryConfig {
         ),
         attempts: raw.attempts.unwrap_or(2),
         budget_percent: raw.budget_percent.unwrap_or(20),
-        idempotency_key_header: match raw.idempotency_key_header.as_deref() {
-            None | Some("") => None,
-            Some(name) => match http::HeaderName::from_bytes(name.as_bytes()) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    p.push(
-                        "retry.idempotency_key_header",
-                        format!("invalid header name \"{name}\""),
-                    );
-                    None
-                }
-            },
-        },
+        idempotency_key_header: idempotency_key_header(raw, p),
     };
     if retry.attempts > 10 {
         p.push(
@@ -326,6 +352,69 @@ fn retry(raw: &RawRetry, p: &mut Problems) -> RetryConfig {
         );
     }
     retry
+}
+
+/// Headers that (nearly) every request carries, or that belong to the
+/// connection rather than the request: as `retry.idempotency_key_header`
+/// they would make every POST and PATCH count as idempotent (and resend a
+/// POST that crashed the app). `x-forwarded-` is a prefix.
+const NOT_AN_IDEMPOTENCY_KEY: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+    "content-type",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "user-agent",
+    "cookie",
+    "authorization",
+    "proxy-authorization",
+    "origin",
+    "referer",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-request-id",
+    "x-forwarded-",
+];
+
+/// `retry.idempotency_key_header`: a header name a client sends on purpose.
+fn idempotency_key_header(raw: &RawRetry, p: &mut Problems) -> Option<http::HeaderName> {
+    const FIELD: &str = "retry.idempotency_key_header";
+    let name = raw
+        .idempotency_key_header
+        .as_deref()
+        .filter(|s| !s.is_empty())?;
+    if name.starts_with(':') {
+        p.push(
+            FIELD,
+            format!("\"{name}\" is an HTTP/2 pseudo-header, present on every request"),
+        );
+        return None;
+    }
+    let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
+        p.push(FIELD, format!("invalid header name \"{name}\""));
+        return None;
+    };
+    let n = header.as_str();
+    let common = NOT_AN_IDEMPOTENCY_KEY
+        .iter()
+        .any(|c| n == *c || (c.ends_with('-') && n.starts_with(c)));
+    if common {
+        p.push(
+            FIELD,
+            format!("\"{name}\" is a standard, hop-by-hop or proxy-set header that most requests carry: every POST and PATCH would count as idempotent and be resent after a failure; use a dedicated header such as Idempotency-Key"),
+        );
+        return None;
+    }
+    Some(header)
 }
 
 fn drain(raw: &RawDrain, p: &mut Problems) -> DrainConfig {

@@ -16,7 +16,7 @@
 //! explicit reload) by `server::tls::check_rotation`, and swapped on their
 //! own, without a new config generation.
 
-use crate::config::{sha256_hex, Config};
+use crate::config::{read_config_file, sha256_hex, Config};
 use crate::runtime::{
     unix_ms, unix_now, Memory, Outcome, ReloadResult, Shared, Snapshot, Source, Trigger,
 };
@@ -112,13 +112,20 @@ async fn attempt(
     trigger: Trigger,
 ) -> Option<Outcome> {
     let poll = trigger == Trigger::Poll;
-    let text = match tokio::fs::read_to_string(path).await {
-        Ok(text) => {
+    // The file must be a regular file of at most 4 MiB, opened without
+    // blocking (a FIFO here must not wedge this and every later reload):
+    // `config::files`, off the runtime's workers.
+    let read = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || read_config_file(&path)).await
+    };
+    let text = match read {
+        Ok(Ok(text)) => {
             memory.read_error = None;
             text
         }
-        Err(e) => {
-            let error = format!("cannot read {}: {e}", path.display());
+        Ok(Err(e)) => {
+            let error = e.to_string();
             if poll && memory.read_error.as_ref() == Some(&error) {
                 return None;
             }
@@ -126,6 +133,11 @@ async fn attempt(
             memory.read_error = Some(error.clone());
             let mut o = outcome(shared, ReloadResult::Error, trigger);
             o.errors = vec![error];
+            return Some(finish(shared, o));
+        }
+        Err(e) => {
+            let mut o = outcome(shared, ReloadResult::Error, trigger);
+            o.errors = vec![format!("reading the config file failed: {e}")];
             return Some(finish(shared, o));
         }
     };
