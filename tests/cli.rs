@@ -214,3 +214,63 @@ fn listen_address_in_use_fails_clearly() {
         addr,
     );
 }
+
+/// `check` on a path that is no regular file (a device that never ends, a
+/// FIFO nobody writes to): exit 64 at once, naming the file and what it is.
+#[test]
+fn check_refuses_a_config_path_that_is_a_device_or_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for (path, kind) in [
+        (Path::new("/dev/zero"), "character device"),
+        (Path::new("/dev/urandom"), "character device"),
+        (fifo.as_path(), "FIFO"),
+    ] {
+        // `run` panics past 2 s; the refusal itself is immediate.
+        let o = run(&["check", "--config", p(path)], 2);
+        assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+        let want = format!("\"{}\" is not a regular file ({kind})", path.display());
+        assert!(stderr(&o).contains(&want), "stderr: {}", stderr(&o));
+        assert_no_panic(&o);
+    }
+}
+
+/// A page (or token) that is a FIFO used to make `check` hang: now exit 64 with
+/// the field.
+#[test]
+fn check_names_the_field_of_a_fifo_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("page.html");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (_d, path) = config_file(&format!(
+        "{VALID}maintenance:\n  page: \"{}\"\n",
+        fifo.display()
+    ));
+    let o = run(&["check", "--config", p(&path)], 2);
+    assert_eq!(o.status.code(), Some(EX_USAGE), "stderr: {}", stderr(&o));
+    let want = format!(
+        "maintenance.page: \"{}\" is not a regular file (FIFO)",
+        fifo.display()
+    );
+    assert!(stderr(&o).contains(&want), "stderr: {}", stderr(&o));
+}
+
+/// A ConfigMap mount: `config.yaml -> ..data/config.yaml`, `..data -> a
+/// timestamped directory`, and the token beside it the same way.
+#[test]
+fn check_accepts_a_configmap_style_symlinked_config() {
+    let cm = support::configmap::ConfigMapDir::new(&[("config.yaml", ""), ("token", "t0ken\n")]);
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n  token_file: \"{}\"\n",
+        cm.path("token").display()
+    );
+    cm.update(&[("config.yaml", &yaml), ("token", "t0ken\n")]);
+    let o = run(&["check", "--config", p(&cm.path("config.yaml"))], 10);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+}

@@ -89,9 +89,10 @@ pub fn read_config_file(path: &Path) -> Result<String, FileError> {
 
 /// `None` for a regular file, else what it is.
 fn kind(ft: FileType) -> Option<&'static str> {
-    Some(if ft.is_file() {
+    if ft.is_file() {
         return None;
-    } else if ft.is_fifo() {
+    }
+    Some(if ft.is_fifo() {
         "FIFO"
     } else if ft.is_socket() {
         "socket"
@@ -109,9 +110,9 @@ fn kind(ft: FileType) -> Option<&'static str> {
 fn show_size(n: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * 1024;
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{}MiB", n / MIB)
-    } else if n >= KIB && n % KIB == 0 {
+    } else if n >= KIB && n.is_multiple_of(KIB) {
         format!("{}KiB", n / KIB)
     } else {
         format!("{n} bytes")
