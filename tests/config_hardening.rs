@@ -726,3 +726,72 @@ fn a_probe_timeout_longer_than_its_interval_is_a_warning() {
             .is_empty()
     );
 }
+
+/// The certificate files rotated in place into a FIFO or a device (a
+/// symlink to `/dev/zero`): the reload and the rotation check both refuse
+/// at once, the old certificate stays served, and a real pair after that
+/// is picked up.
+#[tokio::test]
+async fn tls_files_turned_into_a_fifo_or_device_keep_the_served_certificate() {
+    let app = named_app("a").await;
+    let ca = TestCa::new();
+    let (first, second) = (ca.leaf(), ca.leaf());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    first.write(&cert, &key);
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\napp:\n  endpoints: [\"{}\"]\nreload:\n  poll_interval: 0s\ntls:\n  cert_file: \"{}\"\n  key_file: \"{}\"\n",
+        app.addr,
+        cert.display(),
+        key.display()
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let shared = proxy.running.shared.clone();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    // A new client each time: a resumed session would show the old
+    // certificate.
+    let served = || async {
+        support::tls::tls_get(&ca.client(&[b"http/1.1"]), proxy.addr(), "/")
+            .await
+            .unwrap()
+            .server_cert
+    };
+    assert_eq!(served().await, first.der);
+
+    let swap = dir.path().join("swap");
+    let invalid = "lifeguard_tls_certificate_reloads_total{result=\"invalid\"}";
+    let cases: [(&Path, &str, &str); 2] = [
+        (&cert, "tls.cert_file", "FIFO"),
+        (&key, "tls.key_file", "character device"),
+    ];
+    for (i, (file, field, kind)) in cases.into_iter().enumerate() {
+        if kind == "FIFO" {
+            mkfifo(&swap);
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &swap).unwrap();
+        }
+        std::fs::rename(&swap, file).unwrap();
+        let o = tokio::time::timeout(
+            Duration::from_secs(5),
+            reload_from(&shared, &config, Trigger::Admin),
+        )
+        .await
+        .expect("reload answered");
+        assert_eq!(o.result, ReloadResult::Invalid, "{o:?}");
+        let want = format!(
+            "{field}: \"{}\" is not a regular file ({kind})",
+            file.display()
+        );
+        assert!(o.errors.contains(&want), "{want:?} not in {:?}", o.errors);
+        assert_eq!(metric(proxy.admin(), invalid).await, (i + 1) as f64);
+        assert_eq!(served().await, first.der);
+        // Put this one back for the next case.
+        std::fs::remove_file(file).unwrap();
+        first.write(&cert, &key);
+    }
+    second.write(&cert, &key);
+    let o = reload_from(&shared, &config, Trigger::Admin).await;
+    assert_eq!(o.result, ReloadResult::Success, "{o:?}");
+    assert_eq!(served().await, second.der);
+}
