@@ -10,10 +10,14 @@
 //! connection to the pool) happens exactly when the response is finished.
 
 use super::exchange::Exchange;
+use crate::error::ProxyError;
+use crate::metrics::ClientTimeout;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The response body sent to the client.
@@ -21,6 +25,9 @@ use std::task::{Context, Poll};
 pub struct ProxyBody {
     inner: ResponseInner,
     exchange: Option<Exchange>,
+    /// Set if the request body (still streaming to the app while this
+    /// response runs) stalled past `client.body_timeout`.
+    request_stalled: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug)]
@@ -36,6 +43,7 @@ impl ProxyBody {
         ProxyBody {
             inner: ResponseInner::Full((!data.is_empty()).then_some(data)),
             exchange: None,
+            request_stalled: None,
         }
     }
 
@@ -44,7 +52,15 @@ impl ProxyBody {
         ProxyBody {
             inner: ResponseInner::Upstream(body),
             exchange: None,
+            request_stalled: None,
         }
+    }
+
+    /// The app may answer before the request body has all arrived; if that
+    /// body then stalls, hyper abandons the app connection and this body
+    /// fails. `stalled` tells that apart from the app failing.
+    pub fn watch_request_body(&mut self, stalled: Option<Arc<AtomicBool>>) {
+        self.request_stalled = stalled;
     }
 
     /// Attaches the exchange; it is finished when this body ends or is dropped.
@@ -80,7 +96,16 @@ impl Body for ProxyBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(mut x) = this.exchange.take() {
-                    x.body_failed(e);
+                    let stalled = this.request_stalled.as_ref();
+                    if stalled.is_some_and(|s| s.load(Ordering::Acquire)) {
+                        // The client's fault: abort, never an app failure.
+                        // Dropping the exchange drops the broken app connection.
+                        x.error = Some(ProxyError::ClientBodyTimeout);
+                        x.shared().metrics.client_timeout(ClientTimeout::Body);
+                        tracing::debug!(request_id = ?x.ticket().entry().request_id, "request body stalled after the response started; aborting");
+                    } else {
+                        x.body_failed(e);
+                    }
                 }
             }
             Poll::Ready(Some(Ok(frame))) => {

@@ -1,0 +1,310 @@
+//! Slow clients are cut (issue 10): `client.body_timeout` (a request body
+//! that stops arriving: 408, its app connection released at once),
+//! `client.send_timeout` (a client that stops accepting response bytes: an
+//! HTTP/1.1 reader that never reads, an HTTP/2 window held at zero), the
+//! admin port's caps (`/admin/drained` waiters, connections), and file
+//! descriptors kept in reserve for lifeguard itself.
+//!
+//! Real sockets throughout; the timeouts are set short (500 ms – 1 s) so
+//! each case takes about that long.
+
+#![allow(clippy::disallowed_types)] // std's clock for timing real processes
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::admin::metric;
+use support::client::read_response;
+use support::h2::*;
+use support::raw::connect_and_send;
+use support::upstream::full;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+// ---------------------------------------------------------------- helpers
+
+const BODY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The client section of every proxy here: short body and send timeouts.
+const CLIENT: &str = "client:\n  body_timeout: 500ms\n  send_timeout: 1s\n";
+
+/// What the app saw of request bodies: completed, or cut off (its
+/// connection closed under it).
+#[derive(Clone, Default)]
+struct Uploads {
+    completed: Arc<AtomicUsize>,
+    cut: Arc<AtomicUsize>,
+}
+
+impl Uploads {
+    fn completed(&self) -> usize {
+        self.completed.load(Ordering::SeqCst)
+    }
+    fn cut(&self) -> usize {
+        self.cut.load(Ordering::SeqCst)
+    }
+}
+
+/// An app that reads each request body to its end and answers `got <n>`,
+/// counting `/upload` bodies that ended in an error (the connection went
+/// away) and those that completed (probes are not counted).
+async fn upload_app(uploads: Uploads) -> TestUpstream {
+    TestUpstream::start(move |req: Request<Incoming>| {
+        let uploads = uploads.clone();
+        async move {
+            if req.uri().path() != "/upload" {
+                return Response::new(full("ok"));
+            }
+            match req.into_body().collect().await {
+                Ok(b) => {
+                    uploads.completed.fetch_add(1, Ordering::SeqCst);
+                    Response::new(full(format!("got {}", b.to_bytes().len())))
+                }
+                Err(_) => {
+                    uploads.cut.fetch_add(1, Ordering::SeqCst);
+                    Response::new(full("cut"))
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Starts an upload of `len` bytes on a new connection: the head at once,
+/// then one byte every `every` (until the proxy stops reading).
+async fn trickle(addr: SocketAddr, method: &str, len: usize, every: Duration) -> TcpStream {
+    let head = format!("{method} /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n");
+    let s = connect_and_send(addr, head.as_bytes()).await;
+    let std = s.into_std().unwrap();
+    let mut writer = TcpStream::from_std(std.try_clone().unwrap()).unwrap();
+    tokio::spawn(async move {
+        for _ in 0..len {
+            tokio::time::sleep(every).await;
+            if writer.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    TcpStream::from_std(std).unwrap()
+}
+
+fn post(len: usize) -> Vec<u8> {
+    let mut r = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    r.resize(r.len() + len, b'y');
+    r
+}
+
+/// Reads the one response on `s` and checks it is lifeguard's 408 with
+/// `Connection: close`, arriving about `BODY_TIMEOUT` after `since`.
+async fn expect_408(s: &mut TcpStream, since: Instant, what: &str) {
+    let r = read_response(s, 5, false).await.response();
+    let waited = since.elapsed();
+    assert_eq!(r.status, 408, "{what}: {}", r.body_text());
+    assert_eq!(r.header("connection"), Some("close"), "{what}: {r:?}");
+    assert!(
+        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT * 4,
+        "{what}: 408 after {waited:?}"
+    );
+}
+
+async fn ok_post(addr: SocketAddr, len: usize) -> RawResponse {
+    let r = raw_exchange(addr, &post(len), 5).await.response();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    r
+}
+
+// ------------------------------------------------------ client.body_timeout
+
+/// A 1 B/s upload (one byte a second against a 500 ms timeout) is cut with
+/// 408 and `Connection: close`; the app sees its connection closed, the
+/// only in-flight slot (`max_in_flight: 1`) is free at once for the next
+/// request, and nothing is counted against the app.
+#[tokio::test]
+async fn trickled_upload_gets_408_and_releases_its_app_connection() {
+    let uploads = Uploads::default();
+    let app = upload_app(uploads.clone()).await;
+    let p = Proxy::with_endpoints(&[app.addr], &format!("  max_in_flight: 1\n{CLIENT}")).await;
+    p.endpoint_up(0, "app up").await;
+
+    let t0 = Instant::now();
+    let mut s = trickle(p.addr(), "POST", 100, Duration::from_secs(1)).await;
+    expect_408(&mut s, t0, "1 B/s upload").await;
+    eventually(2, "the app sees its upload cut", || uploads.cut() == 1).await;
+
+    let r = ok_post(p.addr(), 10).await;
+    assert_eq!(r.body_text(), "got 10");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(uploads.completed(), 1);
+    let m = |s: &'static str| metric(p.admin(), s);
+    assert_eq!(
+        m("lifeguard_client_timeouts_total{reason=\"body\"}").await,
+        1.0
+    );
+    assert_eq!(
+        m("lifeguard_synthesized_responses_total{reason=\"client_timeout\"}").await,
+        1.0
+    );
+    let failures = format!(
+        "lifeguard_upstream_failures_total{{endpoint=\"{}\",kind=\"reset_before_response\"}}",
+        app.addr
+    );
+    assert_eq!(metric(p.admin(), &failures).await, 0.0);
+    assert_eq!(m("lifeguard_app_crashes_total").await, 0.0);
+    assert!(
+        p.endpoint(0).is_up(),
+        "a slow client never marks the app down"
+    );
+}
+
+/// Eight 1 B/s uploads with `app.max_in_flight: 8` used to hold every slot
+/// for as long as they trickled, so a normal client got 503
+/// connection_limit_reached. Now each slot is freed at `body_timeout`: a
+/// normal client queued behind them is served right after.
+#[tokio::test]
+async fn slow_uploads_no_longer_starve_normal_clients() {
+    let uploads = Uploads::default();
+    let app = upload_app(uploads.clone()).await;
+    let p = Proxy::with_endpoints(
+        &[app.addr],
+        &format!("  max_in_flight: 8\n  queue_timeout: 5s\n{CLIENT}"),
+    )
+    .await;
+    p.endpoint_up(0, "app up").await;
+
+    let t0 = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        slow.push(trickle(p.addr(), "POST", 100, Duration::from_secs(1)).await);
+    }
+    support::admin::wait_inflight(p.admin(), 8).await;
+    let normal = Instant::now();
+    let r = ok_post(p.addr(), 10).await;
+    assert_eq!(r.body_text(), "got 10");
+    let waited = normal.elapsed();
+    assert!(
+        waited < BODY_TIMEOUT * 3,
+        "the normal client waited {waited:?} behind slow uploads"
+    );
+    for mut s in slow {
+        expect_408(&mut s, t0, "slow upload").await;
+    }
+    eventually(2, "all eight uploads cut at the app", || uploads.cut() == 8).await;
+}
+
+/// Headers and then no body at all: a POST (streamed to the app) and a PUT
+/// (small and idempotent: buffered before sending) both get 408 at
+/// `body_timeout`, and the PUT never reaches the app.
+#[tokio::test]
+async fn headers_then_no_body_get_408() {
+    let uploads = Uploads::default();
+    let app = upload_app(uploads.clone()).await;
+    let p = Proxy::with_endpoints(&[app.addr], CLIENT).await;
+    p.endpoint_up(0, "app up").await;
+    for method in ["POST", "PUT"] {
+        let t0 = Instant::now();
+        let head = format!("{method} /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n");
+        let mut s = connect_and_send(p.addr(), head.as_bytes()).await;
+        expect_408(&mut s, t0, method).await;
+    }
+    eventually(2, "the POST is cut at the app", || uploads.cut() == 1).await;
+    assert_eq!(
+        uploads.completed(),
+        0,
+        "the buffered PUT never reached the app"
+    );
+    assert_eq!(
+        metric(
+            p.admin(),
+            "lifeguard_client_timeouts_total{reason=\"body\"}"
+        )
+        .await,
+        2.0
+    );
+}
+
+/// The app answered before the body was all there, and then the body
+/// stalls: the response is aborted (cut short), counted as a body timeout,
+/// and not as the app failing mid-response.
+#[tokio::test]
+async fn body_stalling_after_the_response_started_aborts_it() {
+    let app = RawApp::start(|mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await; // the head
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nhello")
+            .await;
+        // Keep reading the upload until lifeguard lets go of it.
+        while tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+    })
+    .await;
+    let p = Proxy::with_endpoints(&[app.addr], &format!("health:\n  mode: tcp\n{CLIENT}")).await;
+    p.endpoint_up(0, "app up").await;
+    let t0 = Instant::now();
+    let mut s = trickle(p.addr(), "POST", 100, Duration::from_secs(1)).await;
+    let r = read_response(&mut s, 5, false).await.response();
+    assert_eq!(r.status, 200);
+    assert!(r.truncated, "the response must be cut short: {r:?}");
+    assert!(t0.elapsed() < BODY_TIMEOUT * 4, "{:?}", t0.elapsed());
+    let admin = p.admin();
+    let m = |s: String| async move { metric(admin, &s).await };
+    assert_eq!(
+        m("lifeguard_client_timeouts_total{reason=\"body\"}".into()).await,
+        1.0
+    );
+    let e = app.addr;
+    for kind in ["reset_after_response", "reset_before_response"] {
+        let series =
+            format!("lifeguard_upstream_failures_total{{endpoint=\"{e}\",kind=\"{kind}\"}}");
+        assert_eq!(m(series).await, 0.0, "{kind}");
+    }
+    assert_eq!(m("lifeguard_app_crashes_total".into()).await, 0.0);
+    assert!(p.endpoint(0).is_up());
+}
+
+/// HTTP/2: a request stream whose body never comes gets `:status 408` at
+/// `body_timeout`, and the connection stays usable.
+#[tokio::test]
+async fn http2_stalled_request_body_gets_408() {
+    let uploads = Uploads::default();
+    let app = upload_app(uploads.clone()).await;
+    let p = Proxy::with_endpoints(&[app.addr], CLIENT).await;
+    p.endpoint_up(0, "app up").await;
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(p.addr()).await.unwrap();
+    s.write_all(&h2_hello(&[], "POST", "/upload", false))
+        .await
+        .unwrap();
+    let (frames, _) = h2_read_until(s, t0 + BODY_TIMEOUT * 3).await;
+    let head = frames
+        .iter()
+        .find(|f| f.ty == H2_HEADERS && f.stream == 1)
+        .unwrap_or_else(|| panic!("no response on stream 1: {frames:?}"));
+    // (`:status` comes Huffman-coded; the page says it plainly.)
+    let page: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.ty == H2_DATA && f.stream == 1)
+        .flat_map(|f| f.payload.clone())
+        .collect();
+    assert!(
+        String::from_utf8_lossy(&page).contains("408 Request Timeout"),
+        "expected lifeguard's 408 page: {frames:?}"
+    );
+    let waited = head.at.duration_since(t0);
+    assert!(
+        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT * 3,
+        "{waited:?}"
+    );
+    eventually(2, "the app sees the upload cut", || uploads.cut() == 1).await;
+}
