@@ -122,6 +122,70 @@ async fn ok_post(addr: SocketAddr, len: usize) -> RawResponse {
     r
 }
 
+/// 64 KiB of response body, shared by every chunk.
+static CHUNK: [u8; 65536] = [b'x'; 65536];
+
+/// A response body of `left` bytes in 64 KiB chunks (no copy), counting in
+/// `dropped` when hyper lets go of it (done, or its connection closed).
+struct Big {
+    left: usize,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl http_body::Body for Big {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let n = self.left.min(CHUNK.len());
+        self.left -= n;
+        std::task::Poll::Ready((n > 0).then(|| {
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                &CHUNK[..n],
+            )))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left as u64)
+    }
+}
+
+impl Drop for Big {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+const BIG: usize = 100 << 20;
+
+/// An app answering `/big` with 100 MiB; `dropped` counts the bodies it
+/// stopped sending (finished or cut).
+async fn big_app(dropped: Arc<AtomicUsize>) -> TestUpstream {
+    TestUpstream::start(move |req: Request<Incoming>| {
+        let dropped = dropped.clone();
+        async move {
+            if req.uri().path() != "/big" {
+                return Response::new(full("ok"));
+            }
+            Response::new(Big { left: BIG, dropped }.boxed())
+        }
+    })
+    .await
+}
+
+/// Requests `/big` on a new connection and never reads.
+async fn non_reader(addr: SocketAddr) -> TcpStream {
+    connect_and_send(addr, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").await
+}
+
 // ------------------------------------------------------ client.body_timeout
 
 /// A 1 B/s upload (one byte a second against a 500 ms timeout) is cut with
@@ -307,4 +371,126 @@ async fn http2_stalled_request_body_gets_408() {
         "{waited:?}"
     );
     eventually(2, "the app sees the upload cut", || uploads.cut() == 1).await;
+}
+
+// ------------------------------------------------------ client.send_timeout
+
+/// An HTTP/1.1 client that asks for 100 MiB and never reads is cut about
+/// `send_timeout` (1 s) after its socket stopped taking bytes; the app's
+/// response is dropped with it. Reading afterwards finds only what the
+/// socket buffers held, then the end.
+#[tokio::test]
+async fn http1_client_that_never_reads_is_cut_at_send_timeout() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let app = big_app(dropped.clone()).await;
+    let p = Proxy::with_endpoints(&[app.addr], CLIENT).await;
+    p.endpoint_up(0, "app up").await;
+    let t0 = Instant::now();
+    let mut s = non_reader(p.addr()).await;
+    let admin = p.admin();
+    let cut = eventually_async(Duration::from_secs(5), "a send timeout", || async move {
+        metric(admin, "lifeguard_client_timeouts_total{reason=\"send\"}").await == 1.0
+    })
+    .await;
+    assert!(
+        cut >= Duration::from_secs(1) && cut < Duration::from_secs(3),
+        "cut after {cut:?}"
+    );
+    eventually(2, "the app's response dropped", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let got = support::raw::read_to_end(&mut s, Duration::from_secs(5))
+        .await
+        .expect("the connection ends");
+    assert!(got.len() < BIG / 4, "read {} bytes: not cut", got.len());
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..20]);
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    assert!(p.endpoint(0).is_up());
+}
+
+/// A client that reads steadily is not cut, however long the whole
+/// transfer takes: each read lets the socket take more bytes, which is
+/// progress. (The kernel reports a full socket writable again only once
+/// about a third of its send buffer has drained — on loopback, over a MiB
+/// — so the reader here keeps a pace that drains that well within the
+/// 1 s timeout: 128 KiB every 25 ms, 16 MiB in about 3 s.)
+#[tokio::test]
+async fn http1_steady_reader_is_not_cut() {
+    let app = TestUpstream::start(|_req: Request<Incoming>| async move {
+        Response::new(full(vec![b'z'; 16 << 20]))
+    })
+    .await;
+    let p = Proxy::with_endpoints(&[app.addr], CLIENT).await;
+    p.endpoint_up(0, "app up").await;
+    let req = b"GET /sixteen HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let mut s = connect_and_send(p.addr(), req).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 128 << 10];
+    let t0 = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        match tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "too slow");
+    }
+    assert!(total > 16 << 20, "read {total} bytes");
+    assert!(t0.elapsed() > Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(
+        metric(
+            p.admin(),
+            "lifeguard_client_timeouts_total{reason=\"send\"}"
+        )
+        .await,
+        0.0
+    );
+}
+
+/// HTTP/2 with `SETTINGS_INITIAL_WINDOW_SIZE` 0 and no WINDOW_UPDATE ever:
+/// the response headers go out, no data can, and the connection is closed
+/// `send_timeout` later, releasing the app's response.
+#[tokio::test]
+async fn http2_zero_window_client_is_cut_at_send_timeout() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let app = big_app(dropped.clone()).await;
+    let p = Proxy::with_endpoints(&[app.addr], CLIENT).await;
+    p.endpoint_up(0, "app up").await;
+    let mut s = TcpStream::connect(p.addr()).await.unwrap();
+    let zero = [(H2_SETTINGS_INITIAL_WINDOW_SIZE, 0)];
+    s.write_all(&h2_hello(&zero, "GET", "/big", true))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let (frames, closed) = h2_read_until(s, t0 + Duration::from_secs(5)).await;
+    let closed = closed.expect("lifeguard closes the connection");
+    let head = frames
+        .iter()
+        .find(|f| f.ty == H2_HEADERS && f.stream == 1)
+        .unwrap_or_else(|| panic!("no response HEADERS: {frames:?}"));
+    assert_eq!(head.payload.first(), Some(&0x88), ":status 200");
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f.ty == H2_DATA && !f.payload.is_empty()),
+        "data sent into a zero window: {frames:?}"
+    );
+    let after = closed.duration_since(head.at);
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "closed {after:?} after the response headers"
+    );
+    eventually(2, "the app's response dropped", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(
+        metric(
+            p.admin(),
+            "lifeguard_client_timeouts_total{reason=\"send\"}"
+        )
+        .await,
+        1.0
+    );
 }

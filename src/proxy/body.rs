@@ -10,6 +10,7 @@
 //! connection to the pool) happens exactly when the response is finished.
 
 use super::exchange::Exchange;
+use super::SendWatch;
 use crate::error::ProxyError;
 use crate::metrics::ClientTimeout;
 use bytes::Bytes;
@@ -28,6 +29,9 @@ pub struct ProxyBody {
     /// Set if the request body (still streaming to the app while this
     /// response runs) stalled past `client.body_timeout`.
     request_stalled: Option<Arc<AtomicBool>>,
+    /// HTTP/2: stamps chunks handed to hyper until it comes back for more
+    /// (`client.send_timeout`).
+    send_watch: Option<SendWatch>,
 }
 
 #[derive(Debug)]
@@ -44,6 +48,7 @@ impl ProxyBody {
             inner: ResponseInner::Full((!data.is_empty()).then_some(data)),
             exchange: None,
             request_stalled: None,
+            send_watch: None,
         }
     }
 
@@ -53,6 +58,7 @@ impl ProxyBody {
             inner: ResponseInner::Upstream(body),
             exchange: None,
             request_stalled: None,
+            send_watch: None,
         }
     }
 
@@ -61,6 +67,11 @@ impl ProxyBody {
     /// fails. `stalled` tells that apart from the app failing.
     pub fn watch_request_body(&mut self, stalled: Option<Arc<AtomicBool>>) {
         self.request_stalled = stalled;
+    }
+
+    /// On HTTP/2, the send clock of this body (see `SendWatch`).
+    pub fn watch_send(&mut self, watch: Option<SendWatch>) {
+        self.send_watch = watch;
     }
 
     /// Attaches the exchange; it is finished when this body ends or is dropped.
@@ -84,6 +95,9 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if let Some(w) = &this.send_watch {
+            w.taken();
+        }
         let polled = match &mut this.inner {
             ResponseInner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
             ResponseInner::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -109,6 +123,11 @@ impl Body for ProxyBody {
                 }
             }
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(w), Some(data)) = (&this.send_watch, frame.data_ref()) {
+                    if !data.is_empty() {
+                        w.handed();
+                    }
+                }
                 if let (Some(x), Some(data)) = (&mut this.exchange, frame.data_ref()) {
                     x.bytes_out += data.len() as u64;
                 }

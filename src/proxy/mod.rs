@@ -18,7 +18,7 @@ mod respond;
 pub mod retry;
 mod tunnel;
 
-pub use client::{ConnState, Expiry};
+pub use client::{ConnState, Expiry, SendWatch};
 pub use headers::ClientFacts;
 
 use crate::error::{classify_exchange, ProxyError};
@@ -122,7 +122,7 @@ async fn serve(
 async fn forward(
     shared: &Shared,
     snap: &Snapshot,
-    conn: &ConnState,
+    conn: &Arc<ConnState>,
     req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -144,6 +144,7 @@ async fn forward(
     x.lease(outstanding, pooled, snap.pool);
     let mut body = ProxyBody::upstream(body);
     body.watch_request_body(request_stalled);
+    body.watch_send(conn.watch_send());
     Ok(Response::from_parts(parts, body))
 }
 
