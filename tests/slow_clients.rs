@@ -20,7 +20,7 @@ use std::time::Duration;
 use support::admin::metric;
 use support::client::read_response;
 use support::h2::*;
-use support::raw::connect_and_send;
+use support::raw::{connect, connect_and_send};
 use support::upstream::full;
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -493,4 +493,272 @@ async fn http2_zero_window_client_is_cut_at_send_timeout() {
         .await,
         1.0
     );
+}
+
+/// 100 HTTP/1.1 clients that each ask a child-process lifeguard for 100 MiB
+/// and never read. Each holds about 1.3 MiB of the proxy's memory while it
+/// is stuck (the response buffered on its way, mostly hyper's read buffer
+/// on the app connection) — that used to last for as long as the client
+/// stayed. Now each is cut at `send_timeout` and its memory goes back to
+/// the allocator: the first round leaves a few MiB of the allocator's own
+/// retention, and three rounds in a row never add up (without the cut, each
+/// round would keep another ~130 MiB).
+#[tokio::test]
+async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
+    const CLIENTS: usize = 100;
+    const ROUNDS: usize = 3;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let app = big_app(dropped.clone()).await;
+    let p = ProxyProcess::with_endpoints(&[app.addr], CLIENT).await;
+    wait_ready(p.admin).await;
+    let ok = b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    for _ in 0..3 {
+        assert_eq!(raw_exchange(p.addr, ok, 5).await.response().status, 200);
+    }
+    let mut rss = vec![p.status_kib("VmRSS")];
+    let mut peaks = Vec::new();
+    for round in 1..=ROUNDS {
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            clients.push(non_reader(p.addr).await);
+        }
+        let connected = Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = p.status_kib("VmRSS");
+        let admin = p.admin;
+        let cut = (round * CLIENTS) as f64;
+        eventually_async(
+            Duration::from_secs(15),
+            "every non-reader cut",
+            || async move {
+                metric(admin, "lifeguard_client_timeouts_total{reason=\"send\"}").await == cut
+            },
+        )
+        .await;
+        let took = connected.elapsed();
+        assert!(
+            took < Duration::from_secs(4),
+            "cut {took:?} after connecting"
+        );
+        eventually(5, "every app response dropped", || {
+            dropped.load(Ordering::SeqCst) == round * CLIENTS
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rss.push(p.status_kib("VmRSS"));
+        peaks.push(p.status_kib("VmHWM"));
+        eprintln!(
+            "round {round}: RSS {} KiB before, {held} KiB with {CLIENTS} clients stuck, {} KiB once cut ({took:?} after connecting); peak so far {} KiB",
+            rss[round - 1],
+            rss[round],
+            peaks[round - 1],
+        );
+        drop(clients);
+    }
+    let first = rss[1].saturating_sub(rss[0]);
+    assert!(
+        first < 16 * 1024,
+        "RSS grew {first} KiB over the first round of {CLIENTS} non-readers: {rss:?}"
+    );
+    let (peak1, peak_last) = (peaks[0], peaks[ROUNDS - 1]);
+    assert!(
+        peak_last < peak1 + peak1 / 2,
+        "memory adds up over rounds: peaks {peaks:?}"
+    );
+    assert!(
+        rss[ROUNDS] < peak1 + 16 * 1024,
+        "memory adds up over rounds: RSS {rss:?}, peaks {peaks:?}"
+    );
+    assert_eq!(
+        raw_exchange(p.addr, ok, 5).await.response().status,
+        200,
+        "still serving"
+    );
+}
+
+// ------------------------------------------------------- admin port caps
+
+/// 300 unauthenticated `GET /admin/drained?wait=10m` long-polls against a
+/// child lifeguard under `ulimit -n 256` (they once took every descriptor:
+/// probes failed with EMFILE and the healthy app was marked down). Now
+/// at most 32 wait, at most 64 admin connections are open (a quarter of
+/// the limit), the rest are closed at accept — and the proxy keeps serving
+/// with the app up.
+#[tokio::test]
+async fn admin_long_poll_flood_under_a_low_fd_limit_leaves_the_proxy_serving() {
+    let app = TestUpstream::slow().await;
+    let yaml = endpoints_yaml(&[app.addr], "health:\n  interval: 100ms\n");
+    let p = ProxyProcess::start_with_nofile(&yaml, 256).await;
+    wait_ready(p.admin).await;
+    let req = b"GET /admin/drained?wait=10m HTTP/1.1\r\nHost: admin\r\n\r\n";
+    let mut polls = Vec::new();
+    for _ in 0..300 {
+        match TcpStream::connect(p.admin).await {
+            Ok(mut s) => {
+                let _ = s.write_all(req).await;
+                polls.push(s);
+            }
+            Err(e) => panic!("connect to the admin port: {e}"),
+        }
+    }
+    // Probes run every 100 ms: two seconds of them under the flood.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        let r = raw_exchange(
+            p.addr,
+            b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            5,
+        )
+        .await
+        .response();
+        assert_eq!(r.status, 200, "the proxy stops serving: {}", r.body_text());
+        assert_eq!(r.body_text(), "done /x");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the 300 got: an answer at once (over the waiter cap), a close
+    // at accept (over the connection cap), or nothing yet (waiting).
+    let (mut answered, mut closed, mut waiting) = (0, 0, 0);
+    for s in &mut polls {
+        match read_response(s, 0, false).await {
+            RawOutcome::Response(r) => {
+                assert_eq!(r.status, 503, "{r:?}");
+                assert!(
+                    r.body_text().contains("\"waited\": false"),
+                    "{}",
+                    r.body_text()
+                );
+                answered += 1;
+            }
+            RawOutcome::ClosedWithoutResponse => closed += 1,
+            RawOutcome::TimedOut => waiting += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    eprintln!("300 long-polls: {waiting} waiting, {answered} answered at once, {closed} closed at accept; {} fds open", p.open_fds());
+    assert_eq!(waiting, 32, "waiters are capped");
+    assert_eq!(waiting + answered, 64, "admin connections are capped");
+    assert_eq!(closed, 300 - 64);
+    drop(polls);
+    let admin = p.admin;
+    let m = |s: &'static str| async move { metric(admin, s).await };
+    support::eventually_async(
+        Duration::from_secs(5),
+        "admin port free again",
+        || async move {
+            let req = b"GET /livez HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+            matches!(raw_exchange(admin, req, 1).await, RawOutcome::Response(r) if r.status == 200)
+        },
+    )
+    .await;
+    let up = format!("lifeguard_app_endpoint_up{{endpoint=\"{}\"}}", app.addr);
+    assert_eq!(metric(admin, &up).await, 1.0, "the app stays up");
+    let downs = format!(
+        "lifeguard_app_endpoint_state_changes_total{{endpoint=\"{}\",to=\"down\"}}",
+        app.addr
+    );
+    assert_eq!(metric(admin, &downs).await, 0.0, "never marked down");
+    assert_eq!(m("lifeguard_admin_drained_waits_refused_total").await, 32.0);
+    assert_eq!(
+        m("lifeguard_connections_shed_total{listener=\"admin\",reason=\"connection_limit\"}").await,
+        236.0
+    );
+    assert_eq!(m("lifeguard_fd_limit").await, 256.0);
+    let emfile = p
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("Too many open files") || l.contains("app endpoint down"))
+        .collect::<Vec<_>>();
+    assert!(emfile.is_empty(), "{emfile:#?}");
+}
+
+// ------------------------------------------------------ file descriptors
+
+/// Client connections past the reserve are closed at accept; and when
+/// requests on established connections still run lifeguard out of
+/// descriptors connecting to the app, they get 503 with a lifeguard-side
+/// `Proxy-Status` — not `destination_unavailable` — and the app is not
+/// blamed (no failure counted, never marked down).
+#[tokio::test]
+async fn out_of_fds_is_lifeguards_fault_not_the_apps() {
+    let app = TestUpstream::slow().await;
+    // Probes every 30 s: this test is about the request path's connects.
+    let yaml = endpoints_yaml(
+        &[app.addr],
+        "  pool_max_idle_per_endpoint: 0\nhealth:\n  interval: 30s\n",
+    );
+    const LIMIT: u32 = 80; // reserve 20: clients are shed at 60 open
+    let p = ProxyProcess::start_with_nofile(&yaml, LIMIT).await;
+    wait_ready(p.admin).await;
+    let mut conns = Vec::new();
+    for _ in 0..70 {
+        conns.push(connect(p.addr).await);
+    }
+    // Each accepted client asks for a response that takes a while, so each
+    // needs its own app connection at the same time.
+    let req = b"GET /slow/1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                if s.write_all(req).await.is_err() {
+                    return RawOutcome::ClosedWithoutResponse;
+                }
+                read_response(&mut s, 10, false).await
+            })
+        })
+        .collect();
+    let (mut ok, mut shed, mut fd_503) = (0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            RawOutcome::Response(r) if r.status == 200 => ok += 1,
+            RawOutcome::Response(r) if r.status == 503 => {
+                assert_eq!(
+                    r.header("proxy-status"),
+                    Some("lifeguard; error=proxy_internal_error; details=\"out of file descriptors\""),
+                    "{r:?}"
+                );
+                fd_503 += 1;
+            }
+            RawOutcome::ClosedWithoutResponse => shed += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    eprintln!(
+        "ulimit -n {LIMIT}: {ok} served, {fd_503} answered 503 out-of-fds, {shed} closed at accept"
+    );
+    assert!(shed > 0, "nothing shed at accept");
+    assert!(fd_503 > 0, "no connect ran out of descriptors");
+    assert!(ok > 0);
+    let admin = p.admin;
+    let failures = format!(
+        "lifeguard_upstream_failures_total{{endpoint=\"{}\",kind=\"connect_failed\"}}",
+        app.addr
+    );
+    assert_eq!(metric(admin, &failures).await, 0.0, "the app is not blamed");
+    let up = format!("lifeguard_app_endpoint_up{{endpoint=\"{}\"}}", app.addr);
+    assert_eq!(metric(admin, &up).await, 1.0);
+    assert_eq!(
+        metric(
+            admin,
+            "lifeguard_synthesized_responses_total{reason=\"fd_exhausted\"}"
+        )
+        .await,
+        fd_503 as f64
+    );
+    assert_eq!(
+        metric(
+            admin,
+            "lifeguard_connections_shed_total{listener=\"proxy\",reason=\"fd_reserve\"}"
+        )
+        .await,
+        shed as f64
+    );
+    let r = raw_exchange(
+        p.addr,
+        b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        5,
+    )
+    .await
+    .response();
+    assert_eq!(r.status, 200, "serving again");
 }

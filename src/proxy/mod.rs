@@ -218,6 +218,13 @@ async fn send(
         entry.start_attempt(endpoint.name.clone());
         let mut pooled = match endpoint.checkout(&snap.pool).await {
             Ok(c) => c,
+            // Out of descriptors is lifeguard's trouble, not the app's: no
+            // failure recorded against it, and no other endpoint would fare
+            // better.
+            Err(ProxyError::FdExhausted) => {
+                tracing::debug!(endpoint = %endpoint.name, "cannot connect to the app: out of file descriptors");
+                return Err(ProxyError::FdExhausted);
+            }
             Err(err) => {
                 on_connect_failure(&endpoint, err);
                 plan.after_connect_failure(i, err);
