@@ -60,6 +60,7 @@ pub struct Metrics {
     connections_shed: [[IntCounter; ShedReason::ALL.len()]; Listener::ALL.len()],
     accept_errors: [IntCounter; Listener::ALL.len()],
     pub drained_waits_refused: IntCounter,
+    pub connect_fd_exhausted: IntCounter,
     pub fd_limit: IntGauge,
     pub fd_reserve: IntGauge,
 }
@@ -152,6 +153,7 @@ impl Metrics {
             config_generation: gauge(&r, "config_generation", "Generation of the config in force (1 at start, +1 per applied reload)."),
             tunnels_open: gauge(&r, "tunnels_open", "Upgraded connections (WebSocket) open."),
             drained_waits_refused: counter(&r, "admin_drained_waits_refused_total", "`/admin/drained?wait=` calls answered at once because the number of waiters was at its cap."),
+            connect_fd_exhausted: counter(&r, "connect_fd_exhausted_total", "Connects to the app that failed for want of a file descriptor (answered 503 proxy_internal_error; never counted against the app)."),
             fd_limit: gauge(&r, "fd_limit", "The process's file descriptor limit (soft RLIMIT_NOFILE, raised to the hard limit at startup)."),
             fd_reserve: gauge(&r, "fd_reserve", "File descriptors kept free for lifeguard itself (app connections, probes, files): client connections are shed within this margin of fd_limit."),
             last_reload_successful: gauge(&r, "config_last_reload_successful", "1 if the last config reload attempt succeeded (or found nothing new), 0 if the file was rejected or unreadable."),
@@ -276,15 +278,11 @@ pub enum SynthReason {
     BadResponse,
     Maintenance,
     BadRequest,
-    /// `408`: the request body stalled past `client.body_timeout`.
-    ClientTimeout,
-    /// lifeguard itself ran out of file descriptors.
-    FdExhausted,
 }
 
 impl SynthReason {
     /// Every reason, in discriminant order (the counters are indexed by it).
-    pub const ALL: [SynthReason; 9] = [
+    pub const ALL: [SynthReason; 7] = [
         SynthReason::AppDown,
         SynthReason::AppCrashed,
         SynthReason::Timeout,
@@ -292,8 +290,6 @@ impl SynthReason {
         SynthReason::BadResponse,
         SynthReason::Maintenance,
         SynthReason::BadRequest,
-        SynthReason::ClientTimeout,
-        SynthReason::FdExhausted,
     ];
 
     pub fn label(self) -> &'static str {
@@ -305,8 +301,6 @@ impl SynthReason {
             SynthReason::BadResponse => "bad_response",
             SynthReason::Maintenance => "maintenance",
             SynthReason::BadRequest => "bad_request",
-            SynthReason::ClientTimeout => "client_timeout",
-            SynthReason::FdExhausted => "fd_exhausted",
         }
     }
 
@@ -320,13 +314,15 @@ impl SynthReason {
                 SynthReason::AppCrashed
             }
             ProxyError::ResponseTimeout => SynthReason::Timeout,
-            ProxyError::Overloaded => SynthReason::Overload,
+            // lifeguard's own capacity (`Proxy-Status` tells it from the
+            // app's max_in_flight; `connect_fd_exhausted_total` counts it).
+            ProxyError::Overloaded | ProxyError::FdExhausted => SynthReason::Overload,
             ProxyError::BadResponse => SynthReason::BadResponse,
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => SynthReason::BadRequest,
-            ProxyError::ClientBodyTimeout => SynthReason::ClientTimeout,
-            ProxyError::FdExhausted => SynthReason::FdExhausted,
+            | ProxyError::ClientBodyAborted
+            // The 408 (also in client_timeouts_total{reason="body"}).
+            | ProxyError::ClientBodyTimeout => SynthReason::BadRequest,
         }
     }
 }

@@ -214,7 +214,7 @@ async fn trickled_upload_gets_408_and_releases_its_app_connection() {
         1.0
     );
     assert_eq!(
-        m("lifeguard_synthesized_responses_total{reason=\"client_timeout\"}").await,
+        m("lifeguard_synthesized_responses_total{reason=\"bad_request\"}").await,
         1.0
     );
     let failures = format!(
@@ -658,10 +658,10 @@ async fn admin_long_poll_flood_under_a_low_fd_limit_leaves_the_proxy_serving() {
     );
     assert_eq!(metric(admin, &downs).await, 0.0, "never marked down");
     assert_eq!(m("lifeguard_admin_drained_waits_refused_total").await, 32.0);
-    assert_eq!(
-        m("lifeguard_connections_shed_total{listener=\"admin\",reason=\"connection_limit\"}").await,
-        236.0
-    );
+    // (More may be shed while the test waits for the port to free up.)
+    let shed =
+        m("lifeguard_connections_shed_total{listener=\"admin\",reason=\"connection_limit\"}").await;
+    assert!(shed >= 236.0, "{shed}");
     assert_eq!(m("lifeguard_fd_limit").await, 256.0);
     let emfile = p
         .logs()
@@ -738,11 +738,7 @@ async fn out_of_fds_is_lifeguards_fault_not_the_apps() {
     let up = format!("lifeguard_app_endpoint_up{{endpoint=\"{}\"}}", app.addr);
     assert_eq!(metric(admin, &up).await, 1.0);
     assert_eq!(
-        metric(
-            admin,
-            "lifeguard_synthesized_responses_total{reason=\"fd_exhausted\"}"
-        )
-        .await,
+        metric(admin, "lifeguard_connect_fd_exhausted_total").await,
         fd_503 as f64
     );
     assert_eq!(

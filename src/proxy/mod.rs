@@ -223,6 +223,7 @@ async fn send(
             // better.
             Err(ProxyError::FdExhausted) => {
                 tracing::debug!(endpoint = %endpoint.name, "cannot connect to the app: out of file descriptors");
+                shared.metrics.connect_fd_exhausted.inc();
                 return Err(ProxyError::FdExhausted);
             }
             Err(err) => {
