@@ -50,6 +50,14 @@ pub enum ProxyError {
     /// The client's request body failed while being forwarded (client gone).
     #[error("client request body aborted")]
     ClientBodyAborted,
+    /// No new request-body byte for `client.body_timeout` (a stalled upload):
+    /// the client's pace, never the app's failure.
+    #[error("request body stalled past client.body_timeout")]
+    ClientBodyTimeout,
+    /// lifeguard itself ran out of file descriptors connecting to the app
+    /// (EMFILE/ENFILE): nothing was sent, and the app is not to blame.
+    #[error("lifeguard is out of file descriptors")]
+    FdExhausted,
 }
 
 impl ProxyError {
@@ -66,6 +74,8 @@ impl ProxyError {
             | ProxyError::AppClosedBeforeResponse => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadResponse | ProxyError::ResetAfterResponse => StatusCode::BAD_GATEWAY,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::FdExhausted => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -79,12 +89,14 @@ impl ProxyError {
             | ProxyError::Overloaded
             | ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
-            | ProxyError::AppConnectFailed => false,
+            | ProxyError::AppConnectFailed
+            | ProxyError::FdExhausted => false,
             ProxyError::AppClosedBeforeResponse
             | ProxyError::ResponseTimeout
             | ProxyError::BadResponse
             | ProxyError::ResetAfterResponse
-            | ProxyError::ClientBodyAborted => true,
+            | ProxyError::ClientBodyAborted
+            | ProxyError::ClientBodyTimeout => true,
         }
     }
 
@@ -97,12 +109,15 @@ impl ProxyError {
     }
 
     /// Whether the failure is the app's (so the client may try again later):
-    /// those responses carry `Retry-After` and `Proxy-Status`.
+    /// those responses carry `Retry-After` and `Proxy-Status`. `FdExhausted`
+    /// is lifeguard's own, but as passing: it is answered the same way (with
+    /// a lifeguard-side `Proxy-Status`) and is not in `APP_FAILURES`.
     pub fn is_upstream(self) -> bool {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => false,
+            | ProxyError::ClientBodyAborted
+            | ProxyError::ClientBodyTimeout => false,
             ProxyError::AppUnavailable
             | ProxyError::Overloaded
             | ProxyError::AppRefused
@@ -111,7 +126,8 @@ impl ProxyError {
             | ProxyError::AppClosedBeforeResponse
             | ProxyError::ResponseTimeout
             | ProxyError::BadResponse
-            | ProxyError::ResetAfterResponse => true,
+            | ProxyError::ResetAfterResponse
+            | ProxyError::FdExhausted => true,
         }
     }
 
@@ -150,6 +166,8 @@ impl ProxyError {
             ProxyError::BadResponse => "bad_response",
             ProxyError::ResetAfterResponse => "reset_after_response",
             ProxyError::ClientBodyAborted => "client_body_aborted",
+            ProxyError::ClientBodyTimeout => "body_timeout",
+            ProxyError::FdExhausted => "fd_exhausted",
         }
     }
 
@@ -158,7 +176,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => "http_request_error",
+            | ProxyError::ClientBodyAborted
+            | ProxyError::ClientBodyTimeout => "http_request_error",
             ProxyError::AppUnavailable => "destination_unavailable",
             ProxyError::Overloaded => "connection_limit_reached",
             ProxyError::AppRefused => "connection_refused",
@@ -169,6 +188,7 @@ impl ProxyError {
             }
             ProxyError::ResponseTimeout => "http_response_timeout",
             ProxyError::BadResponse => "http_protocol_error",
+            ProxyError::FdExhausted => "proxy_internal_error",
         }
     }
 }
@@ -176,10 +196,18 @@ impl ProxyError {
 /// Classifies a failed TCP connect (nothing was sent).
 pub fn classify_connect(err: &io::Error) -> ProxyError {
     match err.kind() {
+        _ if is_fd_exhaustion(err) => ProxyError::FdExhausted,
         io::ErrorKind::ConnectionRefused => ProxyError::AppRefused,
         io::ErrorKind::TimedOut => ProxyError::AppConnectTimeout,
         _ => ProxyError::AppConnectFailed,
     }
+}
+
+/// EMFILE (this process) or ENFILE (the whole system): out of descriptors.
+pub fn is_fd_exhaustion(err: &io::Error) -> bool {
+    use rustix::io::Errno;
+    err.raw_os_error()
+        .is_some_and(|c| c == Errno::MFILE.raw_os_error() || c == Errno::NFILE.raw_os_error())
 }
 
 /// The request body went over `client.max_body_size` while streaming: the
@@ -231,6 +259,22 @@ mod tests {
             classify_connect(&io::ErrorKind::ConnectionRefused.into()).proxy_status_error(),
             "connection_refused"
         );
+    }
+
+    #[test]
+    fn fd_exhaustion_is_lifeguards_own() {
+        for errno in [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE] {
+            let e = classify_connect(&io::Error::from_raw_os_error(errno.raw_os_error()));
+            assert_eq!(e, ProxyError::FdExhausted);
+            assert!(!e.request_sent());
+            assert!(!ProxyError::APP_FAILURES.contains(&e));
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.proxy_status_error(), "proxy_internal_error");
+        }
+        let t = ProxyError::ClientBodyTimeout;
+        assert_eq!(t.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(!t.is_upstream() && !t.suggests_crash());
+        assert!(!t.outcome_unknown(false));
     }
 
     #[test]

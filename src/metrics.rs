@@ -55,6 +55,14 @@ pub struct Metrics {
     /// unchanged), 0 if it was rejected or unreadable.
     pub last_reload_successful: IntGauge,
     config_info: IntGaugeVec,
+    client_timeouts: [IntCounter; ClientTimeout::ALL.len()],
+    /// `[listener][reason]`, indexed by `Listener` and `ShedReason`.
+    connections_shed: [[IntCounter; ShedReason::ALL.len()]; Listener::ALL.len()],
+    accept_errors: [IntCounter; Listener::ALL.len()],
+    pub drained_waits_refused: IntCounter,
+    pub connect_fd_exhausted: IntCounter,
+    pub fd_limit: IntGauge,
+    pub fd_reserve: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -110,7 +118,15 @@ impl Metrics {
             .map(|s| v.synthesized.with_label_values(&[s.label()]))
             .collect();
         let tls_cert_reloads = ["invalid", "success"].map(|l| v.tls.with_label_values(&[l]));
+        let client_timeouts =
+            ClientTimeout::ALL.map(|t| v.client_timeouts.with_label_values(&[t.label()]));
+        let connections_shed = Listener::ALL
+            .map(|l| ShedReason::ALL.map(|r| v.shed.with_label_values(&[l.label(), r.label()])));
+        let accept_errors = Listener::ALL.map(|l| v.accept_errors.with_label_values(&[l.label()]));
         Metrics {
+            client_timeouts,
+            connections_shed,
+            accept_errors,
             requests,
             synthesized,
             tls_cert_reloads,
@@ -136,6 +152,10 @@ impl Metrics {
             maintenance: gauge(&r, "maintenance", "1 while maintenance mode is on."),
             config_generation: gauge(&r, "config_generation", "Generation of the config in force (1 at start, +1 per applied reload)."),
             tunnels_open: gauge(&r, "tunnels_open", "Upgraded connections (WebSocket) open."),
+            drained_waits_refused: counter(&r, "admin_drained_waits_refused_total", "`/admin/drained?wait=` calls answered at once because the number of waiters was at its cap."),
+            connect_fd_exhausted: counter(&r, "connect_fd_exhausted_total", "Connects to the app that failed for want of a file descriptor (answered 503 proxy_internal_error; never counted against the app)."),
+            fd_limit: gauge(&r, "fd_limit", "The process's file descriptor limit (soft RLIMIT_NOFILE, raised to the hard limit at startup)."),
+            fd_reserve: gauge(&r, "fd_reserve", "File descriptors kept free for lifeguard itself (app connections, probes, files): client connections are shed within this margin of fd_limit."),
             last_reload_successful: gauge(&r, "config_last_reload_successful", "1 if the last config reload attempt succeeded (or found nothing new), 0 if the file was rejected or unreadable."),
             registry: r,
         }
@@ -211,6 +231,27 @@ impl Metrics {
         self.config_info.with_label_values(&[sha256]).set(1);
     }
 
+    /// Counts a client cut by one of its timeouts.
+    pub fn client_timeout(&self, t: ClientTimeout) {
+        self.client_timeouts[t as usize].inc();
+    }
+
+    /// The counter behind `client_timeout(t)`, for holders that count
+    /// without a `Metrics` at hand (a connection's watchdog).
+    pub fn client_timeout_counter(&self, t: ClientTimeout) -> IntCounter {
+        self.client_timeouts[t as usize].clone()
+    }
+
+    /// Counts a connection closed at accept instead of served.
+    pub fn connection_shed(&self, l: Listener, r: ShedReason) {
+        self.connections_shed[l as usize][r as usize].inc();
+    }
+
+    /// Counts a failed `accept` (logged at most once a second).
+    pub fn accept_error(&self, l: Listener) {
+        self.accept_errors[l as usize].inc();
+    }
+
     /// Counts a TLS certificate change (`success` or `invalid`).
     pub fn tls_cert_reload(&self, ok: bool) {
         self.tls_cert_reloads[usize::from(ok)].inc();
@@ -273,11 +314,91 @@ impl SynthReason {
                 SynthReason::AppCrashed
             }
             ProxyError::ResponseTimeout => SynthReason::Timeout,
-            ProxyError::Overloaded => SynthReason::Overload,
+            // lifeguard's own capacity (`Proxy-Status` tells it from the
+            // app's max_in_flight; `connect_fd_exhausted_total` counts it).
+            ProxyError::Overloaded | ProxyError::FdExhausted => SynthReason::Overload,
             ProxyError::BadResponse => SynthReason::BadResponse,
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => SynthReason::BadRequest,
+            | ProxyError::ClientBodyAborted
+            // The 408 (also in client_timeouts_total{reason="body"}).
+            | ProxyError::ClientBodyTimeout => SynthReason::BadRequest,
+        }
+    }
+}
+
+/// Which client timeout cut a request or a connection (the `reason` label
+/// of `client_timeouts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTimeout {
+    /// `client.header_timeout`: a request head too slow (slowloris).
+    Header,
+    /// `client.body_timeout`: no request-body byte for that long.
+    Body,
+    /// `client.send_timeout`: the client accepted no response byte for that long.
+    Send,
+}
+
+impl ClientTimeout {
+    /// Every reason, in discriminant order (the counters are indexed by it).
+    pub const ALL: [ClientTimeout; 3] = [
+        ClientTimeout::Header,
+        ClientTimeout::Body,
+        ClientTimeout::Send,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientTimeout::Header => "header",
+            ClientTimeout::Body => "body",
+            ClientTimeout::Send => "send",
+        }
+    }
+}
+
+/// A listening port (the `listener` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Proxy,
+    Admin,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 2] = [Listener::Proxy, Listener::Admin];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Proxy => "proxy",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+/// Why a connection was closed at accept (the `reason` label of
+/// `connections_shed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShedReason {
+    /// Open file descriptors were within the reserve of the limit.
+    FdReserve,
+    /// `accept` itself failed for want of a descriptor; one was freed to
+    /// take the connection off the backlog and close it.
+    FdExhausted,
+    /// The admin port's connection cap.
+    ConnectionLimit,
+}
+
+impl ShedReason {
+    pub const ALL: [ShedReason; 3] = [
+        ShedReason::FdReserve,
+        ShedReason::FdExhausted,
+        ShedReason::ConnectionLimit,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ShedReason::FdReserve => "fd_reserve",
+            ShedReason::FdExhausted => "fd_exhausted",
+            ShedReason::ConnectionLimit => "connection_limit",
         }
     }
 }
@@ -359,6 +480,9 @@ struct Families {
     tls: IntCounterVec,
     config_info: IntGaugeVec,
     last_reload_success: Gauge,
+    client_timeouts: IntCounterVec,
+    shed: IntCounterVec,
+    accept_errors: IntCounterVec,
 }
 
 impl Families {
@@ -400,6 +524,9 @@ impl Families {
             crashes: counter_vec(r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &["endpoint"]),
             reloads: counter_vec(r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
             tls: counter_vec(r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
+            client_timeouts: counter_vec(r, "client_timeouts_total", "Requests or client connections cut by a client timeout, by reason (header, body, send).", &["reason"]),
+            shed: counter_vec(r, "connections_shed_total", "Connections closed at accept instead of served, by listener and reason.", &["listener", "reason"]),
+            accept_errors: counter_vec(r, "accept_errors_total", "Failed accepts (EMFILE and the like), by listener.", &["listener"]),
             config_info: gauge_vec(r, "config_info", "The config in force; always 1, labelled with its SHA-256.", &["sha256"]),
             probe_duration,
             last_reload_success,
@@ -419,6 +546,15 @@ mod tests {
         for (i, r) in ProbeResult::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");
         }
+        for (i, r) in ClientTimeout::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, r) in ShedReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, l) in Listener::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "{l:?}");
+        }
         let m = Metrics::new();
         let e = m.register_endpoint("e");
         e.state_change(true);
@@ -435,6 +571,20 @@ mod tests {
         for r in ProbeResult::ALL {
             assert!(text.contains(&format!("result=\"{}\"", r.label())), "{r:?}");
         }
+        m.client_timeout(ClientTimeout::Send);
+        m.connection_shed(Listener::Admin, ShedReason::ConnectionLimit);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains("lifeguard_client_timeouts_total{reason=\"send\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("lifeguard_client_timeouts_total{reason=\"body\"} 0"));
+        assert!(text.contains(
+            "lifeguard_connections_shed_total{listener=\"admin\",reason=\"connection_limit\"} 1"
+        ));
+        assert!(text.contains(
+            "lifeguard_connections_shed_total{listener=\"proxy\",reason=\"fd_reserve\"} 0"
+        ));
     }
 
     #[test]

@@ -76,6 +76,17 @@ impl Activity {
         Held(self)
     }
 
+    /// As `hold`, unless `max` are held already (then `None`, and nothing
+    /// changes): a cap on how many may wait at once.
+    pub fn try_hold(&self, max: usize) -> Option<Held<'_>> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Held(self))
+    }
+
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }
@@ -111,6 +122,17 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn try_hold_is_capped() {
+        let a = Activity::default();
+        let held: Vec<_> = (0..3).filter_map(|_| a.try_hold(2)).collect();
+        assert_eq!(held.len(), 2);
+        assert_eq!(a.count(), 2);
+        drop(held);
+        assert_eq!(a.count(), 0);
+        assert!(a.try_hold(2).is_some());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn activity_wakes_at_zero() {

@@ -5,10 +5,19 @@
 //! container's preStop `exec`, `lifeguard drain`) or with the bearer token
 //! read from `admin.token_file`. That includes `/admin/reload` and
 //! `/admin/maintenance`.
-
+//!
+//! The open endpoints are reachable by anyone who reaches the port, so what
+//! they may hold is capped: at most [`MAX_DRAINED_WAITERS`] `/admin/drained`
+//! long-polls wait at once (beyond, the answer is the current state, at
+//! once), and at most 256 admin connections are open (a quarter of the
+//! descriptor limit when that is smaller; beyond, new ones are closed at
+//! accept), so the admin port can never take the descriptors the proxy
+//! serves with.
 mod status;
 
+use crate::metrics::{Listener, ShedReason};
 use crate::runtime::Shared;
+use crate::server::listener::{admin_connection_cap, fd_budget, AcceptErrors};
 use crate::shutdown::Phase;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -23,22 +32,45 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Longest `/admin/drained?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
+/// `/admin/drained?wait=` callers waiting at once; more are answered at once.
+/// A pod has a handful (preStop hooks); this leaves room for them many
+/// times over.
+pub const MAX_DRAINED_WAITERS: usize = 32;
+
 /// Serves the admin port until the process stops.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let fds = fd_budget();
+    let slots = Arc::new(Semaphore::new(admin_connection_cap(fds.limit())));
+    let mut errors = AcceptErrors::new(Listener::Admin);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                errors.failed(&listener, e, &shared.metrics).await;
                 continue;
             }
         };
-        tokio::spawn(serve_connection(stream, peer, shared.clone()));
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            errors.shed(ShedReason::ConnectionLimit, &shared.metrics);
+            continue;
+        };
+        // Half the reserve: kubelet's probes still get in when client
+        // connections are being shed, yet the last descriptors stay ours.
+        if !fds.admits(&stream, fds.reserve() / 2) {
+            errors.shed(ShedReason::FdReserve, &shared.metrics);
+            continue;
+        }
+        errors.accepted();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, shared).await;
+            drop(permit);
+        });
     }
 }
 
@@ -170,7 +202,8 @@ fn readyz(shared: &Shared) -> Response<Full<Bytes>> {
 
 /// `GET /admin/drained?wait=30s`: answers once lifeguard has drained (200),
 /// or when the wait runs out first (503). The process stays up until such
-/// waiters are answered.
+/// waiters are answered. With `MAX_DRAINED_WAITERS` waiting already, the
+/// answer is the current state, at once (`"waited": false`).
 async fn drained(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> {
     let wait = query
         .into_iter()
@@ -182,15 +215,21 @@ async fn drained(shared: &Shared, query: Option<&str>) -> Response<Full<Bytes>> 
         Some(Ok(d)) => d.min(MAX_WAIT),
         Some(Err(e)) => return text(StatusCode::BAD_REQUEST, &format!("wait: {e}\n")),
     };
-    let _waiting = shared.drained_waiters.hold();
-    let mut phase = shared.phase.subscribe();
-    let _ = tokio::time::timeout(wait, phase.wait_for(|p| *p == Phase::Stopped)).await;
+    let waiting = shared.drained_waiters.try_hold(MAX_DRAINED_WAITERS);
+    let waited = waiting.is_some() || wait.is_zero();
+    if waiting.is_some() {
+        let mut phase = shared.phase.subscribe();
+        let _ = tokio::time::timeout(wait, phase.wait_for(|p| *p == Phase::Stopped)).await;
+    } else if !wait.is_zero() {
+        shared.metrics.drained_waits_refused.inc();
+    }
     let drained = shared.phase() == Phase::Stopped;
     let body = serde_json::json!({
         "drained": drained,
         "phase": shared.phase(),
         "in_flight": shared.inflight.len(),
         "outcome": shared.drain_outcome.get(),
+        "waited": waited,
     });
     json(
         if drained {

@@ -10,10 +10,15 @@
 //! connection to the pool) happens exactly when the response is finished.
 
 use super::exchange::Exchange;
+use super::SendWatch;
+use crate::error::ProxyError;
+use crate::metrics::ClientTimeout;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The response body sent to the client.
@@ -21,6 +26,12 @@ use std::task::{Context, Poll};
 pub struct ProxyBody {
     inner: ResponseInner,
     exchange: Option<Exchange>,
+    /// Set if the request body (still streaming to the app while this
+    /// response runs) stalled past `client.body_timeout`.
+    request_stalled: Option<Arc<AtomicBool>>,
+    /// HTTP/2: stamps chunks handed to hyper until it comes back for more
+    /// (`client.send_timeout`).
+    send_watch: Option<SendWatch>,
 }
 
 #[derive(Debug)]
@@ -36,6 +47,8 @@ impl ProxyBody {
         ProxyBody {
             inner: ResponseInner::Full((!data.is_empty()).then_some(data)),
             exchange: None,
+            request_stalled: None,
+            send_watch: None,
         }
     }
 
@@ -44,7 +57,21 @@ impl ProxyBody {
         ProxyBody {
             inner: ResponseInner::Upstream(body),
             exchange: None,
+            request_stalled: None,
+            send_watch: None,
         }
+    }
+
+    /// The app may answer before the request body has all arrived; if that
+    /// body then stalls, hyper abandons the app connection and this body
+    /// fails. `stalled` tells that apart from the app failing.
+    pub fn watch_request_body(&mut self, stalled: Option<Arc<AtomicBool>>) {
+        self.request_stalled = stalled;
+    }
+
+    /// On HTTP/2, the send clock of this body (see `SendWatch`).
+    pub fn watch_send(&mut self, watch: Option<SendWatch>) {
+        self.send_watch = watch;
     }
 
     /// Attaches the exchange; it is finished when this body ends or is dropped.
@@ -68,6 +95,9 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if let Some(w) = &this.send_watch {
+            w.taken();
+        }
         let polled = match &mut this.inner {
             ResponseInner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
             ResponseInner::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -80,10 +110,24 @@ impl Body for ProxyBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(mut x) = this.exchange.take() {
-                    x.body_failed(e);
+                    let stalled = this.request_stalled.as_ref();
+                    if stalled.is_some_and(|s| s.load(Ordering::Acquire)) {
+                        // The client's fault: abort, never an app failure.
+                        // Dropping the exchange drops the broken app connection.
+                        x.error = Some(ProxyError::ClientBodyTimeout);
+                        x.shared().metrics.client_timeout(ClientTimeout::Body);
+                        tracing::debug!(request_id = ?x.ticket().entry().request_id, "request body stalled after the response started; aborting");
+                    } else {
+                        x.body_failed(e);
+                    }
                 }
             }
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(w), Some(data)) = (&this.send_watch, frame.data_ref()) {
+                    if !data.is_empty() {
+                        w.handed();
+                    }
+                }
                 if let (Some(x), Some(data)) = (&mut this.exchange, frame.data_ref()) {
                     x.bytes_out += data.len() as u64;
                 }

@@ -1,14 +1,21 @@
 //! What the request path and the connection watchdog know about one client
 //! connection: its peer, the facts forwarded to the app, and the counters
-//! behind the two client timeouts hyper cannot tell apart
-//! (`client.header_timeout` from the first byte of a head, `client.idle_timeout`
-//! with nothing in progress).
+//! behind the client timeouts hyper cannot express: `client.header_timeout`
+//! from the first byte of a head, `client.idle_timeout` with nothing in
+//! progress, and `client.send_timeout` while the client accepts no response
+//! byte — a write to its socket blocked (`server/io.rs`), or, on HTTP/2, a
+//! response chunk handed to hyper that its stream never takes because the
+//! client keeps the flow-control window shut ([`SendWatch`]).
 
 use super::headers::ClientFacts;
 use crate::config::ClientConfig;
+use crate::metrics::{ClientTimeout, Metrics};
 use http::HeaderValue;
+use prometheus::IntCounter;
+use slab::Slab;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -33,7 +40,17 @@ pub struct ConnState {
     wake_ms: AtomicU64,
     idle_ms: u64,
     header_ms: u64,
+    send_ms: u64,
     h2: bool,
+    /// When a write to the client socket last returned `Pending` with no byte
+    /// accepted since, in ms since `epoch` plus one (0: not blocked).
+    write_blocked_ms: AtomicU64,
+    /// HTTP/2: one stamp per streamed response body, set while a chunk it
+    /// handed to hyper waits for the stream to take it (same units; 0: none
+    /// waiting).
+    handed: Mutex<Slab<Arc<AtomicU64>>>,
+    header_timeouts: IntCounter,
+    send_timeouts: IntCounter,
 }
 
 /// Which client timeout expired.
@@ -41,6 +58,8 @@ pub struct ConnState {
 pub enum Expiry {
     Idle,
     HeaderTimeout,
+    /// `client.send_timeout`: the client took no response byte for that long.
+    SendTimeout,
 }
 
 impl ConnState {
@@ -50,6 +69,7 @@ impl ConnState {
         h2: bool,
         head_started: bool,
         client: &ClientConfig,
+        metrics: &Metrics,
     ) -> ConnState {
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
@@ -64,7 +84,12 @@ impl ConnState {
             wake_ms: AtomicU64::new(u64::MAX),
             idle_ms: client.idle_timeout.as_millis() as u64,
             header_ms: client.header_timeout.as_millis() as u64,
+            send_ms: client.send_timeout.as_millis() as u64,
             h2,
+            write_blocked_ms: AtomicU64::new(0),
+            handed: Mutex::new(Slab::new()),
+            header_timeouts: metrics.client_timeout_counter(ClientTimeout::Header),
+            send_timeouts: metrics.client_timeout_counter(ClientTimeout::Send),
         }
     }
 
@@ -116,6 +141,58 @@ impl ConnState {
         }
     }
 
+    /// A write to the client socket could not proceed (its buffer is full:
+    /// the client is not reading). Called on every `Pending` write.
+    pub fn write_blocked(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) == 0 {
+            let now = self.now_ms();
+            self.write_blocked_ms.store(now, Ordering::SeqCst);
+            self.wake_if_earlier(now + self.send_ms);
+        }
+    }
+
+    /// The client socket accepted bytes. Called on every successful write.
+    pub fn write_progressed(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
+            self.write_blocked_ms.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// The send clock of one streamed response body on an HTTP/2
+    /// connection (`None` on HTTP/1, where blocked writes tell).
+    pub fn watch_send(self: &Arc<Self>) -> Option<SendWatch> {
+        if !self.h2 {
+            return None;
+        }
+        let stamp = Arc::new(AtomicU64::new(0));
+        let key = self.handed_list().insert(stamp.clone());
+        Some(SendWatch {
+            conn: self.clone(),
+            key,
+            stamp,
+        })
+    }
+
+    fn handed_list(&self) -> std::sync::MutexGuard<'_, Slab<Arc<AtomicU64>>> {
+        self.handed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Since when (ms stamp) the client has been taking no response byte,
+    /// if it is not: the oldest blocked write or waiting HTTP/2 chunk.
+    fn send_stalled_since(&self) -> Option<u64> {
+        let blocked = self.write_blocked_ms.load(Ordering::SeqCst);
+        let mut oldest = (blocked != 0).then_some(blocked);
+        if self.h2 {
+            for (_, stamp) in self.handed_list().iter() {
+                let t = stamp.load(Ordering::SeqCst);
+                if t != 0 && oldest.is_none_or(|o| t < o) {
+                    oldest = Some(t);
+                }
+            }
+        }
+        oldest
+    }
+
     /// A watchdog asleep past `deadline` would act late: wake it. Usually it
     /// already wakes earlier (then it just re-reads the state), which keeps
     /// task wake-ups off the per-request path.
@@ -125,10 +202,21 @@ impl ConnState {
         }
     }
 
-    /// Which timeout has expired, or when to look again.
+    /// Which timeout has expired, or when to look again. The watchdog acts
+    /// on an expiry at once (closing the connection), so the header and send
+    /// timeouts are counted here.
     pub fn expiry(&self, idle: Duration, header: Duration) -> Result<Expiry, Instant> {
+        // A response the client does not take: whether or not a request is
+        // still active (its last bytes may sit in a blocked write).
+        let send_deadline = self.send_stalled_since().map(|t| t + self.send_ms);
+        if send_deadline.is_some_and(|d| self.now_ms() >= d) {
+            self.send_timeouts.inc();
+            return Ok(Expiry::SendTimeout);
+        }
+        let at = |ms: u64| self.epoch + Duration::from_millis(ms - 1);
+        let earliest = |wake: Instant| send_deadline.map_or(wake, |d| wake.min(at(d)));
         if self.active.load(Ordering::Acquire) > 0 {
-            return Err(Instant::now() + idle);
+            return Err(earliest(Instant::now() + idle));
         }
         let now = self.now_ms();
         let head = self.head_started_ms.load(Ordering::SeqCst);
@@ -140,11 +228,53 @@ impl ConnState {
             (since + idle.as_millis() as u64, Expiry::Idle)
         };
         if now >= deadline {
+            if kind == Expiry::HeaderTimeout {
+                self.header_timeouts.inc();
+            }
             Ok(kind)
         } else {
             // Stamps are milliseconds after `epoch` plus one (0 means unset).
-            Err(self.epoch + Duration::from_millis(deadline - 1))
+            Err(earliest(at(deadline)))
         }
+    }
+}
+
+/// The send clock of one streamed response body on an HTTP/2 connection.
+///
+/// hyper polls a response body for its next chunk only once the previous
+/// one went out, which needs flow-control window: a client that keeps the
+/// window shut leaves the chunk waiting and the body unpolled, holding the
+/// app connection behind it. The body stamps each chunk it hands over and
+/// clears the stamp when polled again; the connection's watchdog closes the
+/// connection once a stamp is `client.send_timeout` old (hyper offers no way
+/// to reset one stream from outside its task), which ends every stream on it
+/// and releases their app connections.
+#[derive(Debug)]
+pub struct SendWatch {
+    conn: Arc<ConnState>,
+    key: usize,
+    stamp: Arc<AtomicU64>,
+}
+
+impl SendWatch {
+    /// hyper came back for more: the last chunk was taken.
+    pub fn taken(&self) {
+        if self.stamp.load(Ordering::Relaxed) != 0 {
+            self.stamp.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// A chunk was handed to hyper for the client.
+    pub fn handed(&self) {
+        let now = self.conn.now_ms();
+        self.stamp.store(now, Ordering::SeqCst);
+        self.conn.wake_if_earlier(now + self.conn.send_ms);
+    }
+}
+
+impl Drop for SendWatch {
+    fn drop(&mut self) {
+        self.conn.handed_list().try_remove(self.key);
     }
 }
 
@@ -152,15 +282,20 @@ impl ConnState {
 mod tests {
     use super::*;
 
-    fn plain_connection() -> ConnState {
+    fn connection(h2: bool) -> ConnState {
         let client = crate::config::Config::from_yaml("", "t").unwrap().client;
         ConnState::new(
             "127.0.0.1:1".parse().unwrap(),
             "http",
-            false,
+            h2,
             false,
             &client,
+            &Metrics::new(),
         )
+    }
+
+    fn plain_connection() -> ConnState {
+        connection(false)
     }
 
     #[tokio::test(start_paused = true)]
@@ -214,5 +349,62 @@ mod tests {
         assert_eq!(s.expiry(idle, header), Err(head + header));
         tokio::time::advance(header).await;
         assert_eq!(s.expiry(idle, header), Ok(Expiry::HeaderTimeout));
+    }
+
+    /// `client.send_timeout` (30 s by default) counts from the moment a write
+    /// blocks, resets when the socket takes bytes, and applies whether or
+    /// not a request is still active.
+    #[tokio::test(start_paused = true)]
+    async fn blocked_writes_expire_after_send_timeout() {
+        let s = plain_connection();
+        let (idle, header) = (Duration::from_secs(60), Duration::from_secs(10));
+        let send = Duration::from_secs(30);
+        s.request_started();
+        s.write_blocked();
+        let blocked = Instant::now();
+        assert_eq!(s.expiry(idle, header), Err(blocked + send));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        s.write_blocked(); // still blocked: the clock keeps its start
+        s.write_progressed();
+        assert_eq!(s.expiry(idle, header), Err(Instant::now() + idle));
+        s.write_blocked();
+        let again = Instant::now();
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(s.expiry(idle, header), Err(again + send));
+        s.request_finished(); // the last bytes are still not taken
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(s.expiry(idle, header), Ok(Expiry::SendTimeout));
+    }
+
+    /// HTTP/2: the oldest chunk waiting for its stream decides; a body that
+    /// is polled again (or dropped) no longer counts.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_http2_chunks_expire_after_send_timeout() {
+        let s = Arc::new(connection(true));
+        let (idle, header) = (Duration::from_secs(60), Duration::from_secs(10));
+        let send = Duration::from_secs(30);
+        s.request_started();
+        let (a, b) = (s.watch_send().unwrap(), s.watch_send().unwrap());
+        a.handed();
+        let first = Instant::now();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        b.handed();
+        assert_eq!(s.expiry(idle, header), Err(first + send));
+        a.taken();
+        assert_eq!(
+            s.expiry(idle, header),
+            Err(first + Duration::from_secs(10) + send)
+        );
+        tokio::time::advance(Duration::from_secs(29)).await;
+        drop(b);
+        assert_eq!(s.expiry(idle, header), Err(Instant::now() + idle));
+        a.handed();
+        tokio::time::advance(send).await;
+        assert_eq!(s.expiry(idle, header), Ok(Expiry::SendTimeout));
+        assert!(plain_connection_has_no_watch());
+    }
+
+    fn plain_connection_has_no_watch() -> bool {
+        Arc::new(plain_connection()).watch_send().is_none()
     }
 }

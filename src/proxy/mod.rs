@@ -18,12 +18,12 @@ mod respond;
 pub mod retry;
 mod tunnel;
 
-pub use client::{ConnState, Expiry};
+pub use client::{ConnState, Expiry, SendWatch};
 pub use headers::ClientFacts;
 
 use crate::error::{classify_exchange, ProxyError};
 use crate::inflight::{Entry, Ticket};
-use crate::metrics::SynthReason;
+use crate::metrics::{ClientTimeout, SynthReason};
 use crate::runtime::{Shared, Snapshot};
 use crate::upstream::{self, Outstanding, PooledConn, StreamingBody, UpstreamBody};
 use body::ProxyBody;
@@ -32,7 +32,6 @@ use exchange::Exchange;
 use failure::{on_app_failure, on_connect_failure};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use respond::{error_response, RequestFacts};
 use retry::RetryPlan;
@@ -103,6 +102,9 @@ async fn serve(
         Ok(resp) => resp,
         Err(err) => {
             exchange.error = Some(err);
+            if err == ProxyError::ClientBodyTimeout {
+                shared.metrics.client_timeout(ClientTimeout::Body);
+            }
             shared.metrics.synthesized(SynthReason::of(err));
             if err.outcome_unknown(facts.idempotent) {
                 shared.metrics.outcome_unknown.inc();
@@ -120,13 +122,14 @@ async fn serve(
 async fn forward(
     shared: &Shared,
     snap: &Snapshot,
-    conn: &ConnState,
+    conn: &Arc<ConnState>,
     req: Request<Incoming>,
     x: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let entry = x.ticket().entry().clone();
     let (pending, upgrade, resendable) = prepare(snap, conn, req, &entry).await?;
     let replayable = !matches!(pending.body(), UpstreamBody::Streaming(_));
+    let request_stalled = pending.body().stall_flag();
     let mut plan = RetryPlan::new(&snap.config, shared, resendable, replayable);
     let sent = send(shared, snap, pending, &mut plan, x.ticket()).await;
     x.retries = plan.retries;
@@ -139,7 +142,10 @@ async fn forward(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     x.lease(outstanding, pooled, snap.pool);
-    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
+    let mut body = ProxyBody::upstream(body);
+    body.watch_request_body(request_stalled);
+    body.watch_send(conn.watch_send());
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The client's side of a protocol upgrade: taken before the request is
@@ -212,6 +218,14 @@ async fn send(
         entry.start_attempt(endpoint.name.clone());
         let mut pooled = match endpoint.checkout(&snap.pool).await {
             Ok(c) => c,
+            // Out of descriptors is lifeguard's trouble, not the app's: no
+            // failure recorded against it, and no other endpoint would fare
+            // better.
+            Err(ProxyError::FdExhausted) => {
+                tracing::debug!(endpoint = %endpoint.name, "cannot connect to the app: out of file descriptors");
+                shared.metrics.connect_fd_exhausted.inc();
+                return Err(ProxyError::FdExhausted);
+            }
             Err(err) => {
                 on_connect_failure(&endpoint, err);
                 plan.after_connect_failure(i, err);
@@ -220,6 +234,7 @@ async fn send(
         };
         // A copy for a resend after a send failure, made only when one could happen.
         let copy = plan.wants_copy().then(|| clone_request(&pending)).flatten();
+        let stalled = pending.body().stall_flag();
         let send = pooled.sender.try_send_request(pending);
         let (err, cause) = match await_response(send, entry, snap.config.app.response_timeout).await
         {
@@ -230,6 +245,11 @@ async fn send(
                 Some(unsent) => {
                     pending = unsent;
                     continue;
+                }
+                // The client's body stalled (`client.body_timeout`): hyper
+                // abandoned the app connection because of us, not the app.
+                None if stalled.is_some_and(|s| s.load(Ordering::Acquire)) => {
+                    (ProxyError::ClientBodyTimeout, Some(failed.into_error()))
                 }
                 None => {
                     let cause = failed.into_error();
@@ -297,6 +317,7 @@ async fn await_response<T>(
 
 /// Chooses how the request body travels: nothing, a small buffer that can be
 /// replayed on retry (resendable requests of known small size), or a stream.
+/// Either way at most `client.body_timeout` may pass without a new body byte.
 async fn prepare_body(
     body: Incoming,
     resendable: bool,
@@ -313,11 +334,7 @@ async fn prepare_body(
         .exact()
         .is_some_and(|n| n <= retry.buffer_limit);
     if resendable && small && retry.attempts > 0 {
-        let data = body
-            .collect()
-            .await
-            .map_err(|_| ProxyError::ClientBodyAborted)?
-            .to_bytes();
+        let data = UpstreamBody::collect_within(body, snap.config.client.body_timeout).await?;
         entry.bytes_sent.store(data.len() as u64, Ordering::Relaxed);
         entry.mark_body_sent();
         return Ok(UpstreamBody::Buffered(Some(data)));
@@ -326,6 +343,7 @@ async fn prepare_body(
         body,
         entry.clone(),
         snap.config.client.max_body_size,
+        snap.config.client.body_timeout,
     )))
 }
 

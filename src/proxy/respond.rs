@@ -41,6 +41,8 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
         }
         ProxyError::ResponseTimeout => "The application did not answer in time.",
         ProxyError::BadResponse | ProxyError::ResetAfterResponse => "The application sent an invalid response.",
+        ProxyError::ClientBodyTimeout => "The request body stopped arriving; the request was abandoned.",
+        ProxyError::FdExhausted => "The proxy is out of file descriptors. The request was not processed.",
     }
 }
 
@@ -48,7 +50,11 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
 /// have been processed (sent, not idempotent, not retried).
 fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
     let ty = err.proxy_status_error();
-    if err.outcome_unknown(facts.idempotent) {
+    if err == ProxyError::FdExhausted {
+        HeaderValue::from_static(
+            "lifeguard; error=proxy_internal_error; details=\"out of file descriptors\"",
+        )
+    } else if err.outcome_unknown(facts.idempotent) {
         let v = format!("lifeguard; error={ty}; details=\"request was sent to the app; outcome unknown; not retried\"");
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("lifeguard"))
     } else {

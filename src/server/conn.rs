@@ -78,7 +78,14 @@ pub(super) async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = Arc::new(ConnState::new(peer, proto, h2, prefix_len > 0, &client));
+    let state = Arc::new(ConnState::new(
+        peer,
+        proto,
+        h2,
+        prefix_len > 0,
+        &client,
+        &shared.metrics, // client_timeouts_total (issue 10)
+    ));
     let io = TokioIo::new(TrackedIo::new(io, state.clone(), prefix, prefix_len));
     let phase = shared.phase.subscribe();
     let svc_state = state.clone();
@@ -124,6 +131,11 @@ async fn drive<C>(
             Ok(Expiry::HeaderTimeout) => {
                 tracing::debug!(peer = %state.peer, "request head not received within client.header_timeout; closing");
                 return; // dropping the connection closes the socket
+            }
+            // Issue 10: the client took no response byte for client.send_timeout.
+            Ok(Expiry::SendTimeout) => {
+                tracing::debug!(peer = %state.peer, "client accepted no response bytes within client.send_timeout; closing");
+                return;
             }
             Ok(Expiry::Idle) if closing => return,
             Ok(Expiry::Idle) => {

@@ -1,6 +1,8 @@
 //! The client socket as hyper sees it: replays the bytes read while sniffing
-//! for the HTTP/2 preface, and notes when a new request head starts arriving
-//! on an idle connection (the header-timeout clock, see `conn.rs`).
+//! for the HTTP/2 preface, notes when a new request head starts arriving
+//! on an idle connection (the header-timeout clock, see `conn.rs`), and
+//! when writes to the client block and progress again (the send-timeout
+//! clock: a client that stops reading is cut after `client.send_timeout`).
 
 use crate::proxy::ConnState;
 use std::io;
@@ -60,13 +62,27 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     }
 }
 
+impl<T> TrackedIo<T> {
+    /// Bytes the socket accepted are the client's progress; a write that
+    /// cannot proceed starts (or continues) the send-timeout clock.
+    fn note_write(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Pending => self.state.write_blocked(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.state.write_progressed(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.note_write(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -74,7 +90,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_write(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -82,7 +100,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        match polled {
+            // A TLS stream flushes its records to the socket here.
+            Poll::Pending => self.state.write_blocked(),
+            Poll::Ready(Ok(())) => self.state.write_progressed(),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -50,18 +50,21 @@ impl ProxyProcess {
     /// Starts the binary on `yaml` (JSON logs and port-0 listeners are added
     /// unless `yaml` sets them) and waits until it is serving.
     pub async fn start(yaml: &str) -> ProxyProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("config.yaml");
-        let mut text = String::new();
-        if !yaml.contains("listen:") {
-            text.push_str("listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n");
-        }
-        if !yaml.contains("log:") {
-            text.push_str("log:\n  format: json\n  level: info\n");
-        }
-        text.push_str(yaml);
-        std::fs::write(&config_path, &text).unwrap();
+        let (dir, config_path) = write_config(yaml);
         Self::start_with_file(dir, config_path).await
+    }
+
+    /// As [`ProxyProcess::start`], under `ulimit -n nofile` (soft and hard
+    /// limit on open file descriptors), set by `sh` before it execs the
+    /// binary (so the child's pid is lifeguard's).
+    pub async fn start_with_nofile(yaml: &str, nofile: u32) -> ProxyProcess {
+        let (dir, config_path) = write_config(yaml);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" --config \"$1\""))
+            .arg(binary())
+            .arg(&config_path);
+        Self::start_command(cmd, dir, config_path).await
     }
 
     /// As [`crate::Proxy::with_endpoints`], as a child process.
@@ -70,10 +73,17 @@ impl ProxyProcess {
     }
 
     pub async fn start_with_file(dir: tempfile::TempDir, config_path: PathBuf) -> ProxyProcess {
-        let mut child = spawn_piped(
-            Command::new(binary()).arg("--config").arg(&config_path),
-            "lifeguard",
-        );
+        let mut cmd = Command::new(binary());
+        cmd.arg("--config").arg(&config_path);
+        Self::start_command(cmd, dir, config_path).await
+    }
+
+    async fn start_command(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+    ) -> ProxyProcess {
+        let mut child = spawn_piped(&mut cmd, "lifeguard");
         let logs = Lines::of_child(&mut child);
         let (addr, admin) =
             wait_line(&mut child, &logs, "lifeguard start", 10, started_addrs).await;
@@ -89,6 +99,25 @@ impl ProxyProcess {
 
     pub fn pid(&self) -> i32 {
         self.child.id().expect("running") as i32
+    }
+
+    /// A `kB` field of `/proc/<pid>/status` (`VmRSS`: resident now,
+    /// `VmHWM`: the peak), in KiB.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// Open file descriptors (entries of `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Sends `sig` (e.g. `libc::SIGTERM`).
@@ -135,4 +164,21 @@ impl ProxyProcess {
             .filter(|v| v["event"] == event)
             .collect()
     }
+}
+
+/// Writes `yaml` (with JSON logs and port-0 listeners unless it sets them)
+/// to `config.yaml` in a new temp dir.
+fn write_config(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.yaml");
+    let mut text = String::new();
+    if !yaml.contains("listen:") {
+        text.push_str("listen: \"127.0.0.1:0\"\nadmin:\n  listen: \"127.0.0.1:0\"\n");
+    }
+    if !yaml.contains("log:") {
+        text.push_str("log:\n  format: json\n  level: info\n");
+    }
+    text.push_str(yaml);
+    std::fs::write(&config_path, &text).unwrap();
+    (dir, config_path)
 }
