@@ -112,7 +112,11 @@ impl Endpoint {
         };
         // Small requests and responses: do not let Nagle delay them.
         let _ = stream.set_nodelay(true);
+        // hyper's default read buffer grows to ~400 KiB while a slow client
+        // holds back a large response; 64 KiB keeps a stuck client's cost
+        // near half a MiB (measured) and still fits any real response head.
         let (sender, conn) = http1::Builder::new()
+            .max_buf_size(64 * 1024)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| ProxyError::AppConnectFailed)?;
