@@ -50,6 +50,11 @@ pub enum ProxyError {
     /// The client's request body failed while being forwarded (client gone).
     #[error("client request body aborted")]
     ClientBodyAborted,
+    /// The request uses a transfer coding other than `chunked` (say
+    /// `gzip, chunked`): lifeguard cannot forward the coding, and dropping
+    /// it would change the body (RFC 9112 §6.1: 501).
+    #[error("unsupported transfer coding")]
+    UnsupportedTransferCoding,
 }
 
 impl ProxyError {
@@ -66,6 +71,7 @@ impl ProxyError {
             | ProxyError::AppClosedBeforeResponse => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadResponse | ProxyError::ResetAfterResponse => StatusCode::BAD_GATEWAY,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -79,7 +85,8 @@ impl ProxyError {
             | ProxyError::Overloaded
             | ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
-            | ProxyError::AppConnectFailed => false,
+            | ProxyError::AppConnectFailed
+            | ProxyError::UnsupportedTransferCoding => false,
             ProxyError::AppClosedBeforeResponse
             | ProxyError::ResponseTimeout
             | ProxyError::BadResponse
@@ -102,7 +109,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => false,
+            | ProxyError::ClientBodyAborted
+            | ProxyError::UnsupportedTransferCoding => false,
             ProxyError::AppUnavailable
             | ProxyError::Overloaded
             | ProxyError::AppRefused
@@ -150,6 +158,7 @@ impl ProxyError {
             ProxyError::BadResponse => "bad_response",
             ProxyError::ResetAfterResponse => "reset_after_response",
             ProxyError::ClientBodyAborted => "client_body_aborted",
+            ProxyError::UnsupportedTransferCoding => "unsupported_transfer_coding",
         }
     }
 
@@ -158,7 +167,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => "http_request_error",
+            | ProxyError::ClientBodyAborted
+            | ProxyError::UnsupportedTransferCoding => "http_request_error",
             ProxyError::AppUnavailable => "destination_unavailable",
             ProxyError::Overloaded => "connection_limit_reached",
             ProxyError::AppRefused => "connection_refused",

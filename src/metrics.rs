@@ -55,6 +55,7 @@ pub struct Metrics {
     /// unchanged), 0 if it was rejected or unreadable.
     pub last_reload_successful: IntGauge,
     config_info: IntGaugeVec,
+    client_protocol_errors: [IntCounter; ClientProtocolError::ALL.len()],
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -110,7 +111,10 @@ impl Metrics {
             .map(|s| v.synthesized.with_label_values(&[s.label()]))
             .collect();
         let tls_cert_reloads = ["invalid", "success"].map(|l| v.tls.with_label_values(&[l]));
+        let client_protocol_errors =
+            ClientProtocolError::ALL.map(|k| v.client_protocol.with_label_values(&[k.label()]));
         Metrics {
+            client_protocol_errors,
             requests,
             synthesized,
             tls_cert_reloads,
@@ -211,6 +215,12 @@ impl Metrics {
         self.config_info.with_label_values(&[sha256]).set(1);
     }
 
+    /// Counts a client connection lifeguard ended for breaking the protocol
+    /// (no request reached the proxy's request path).
+    pub fn client_protocol_error(&self, kind: ClientProtocolError) {
+        self.client_protocol_errors[kind as usize].inc();
+    }
+
     /// Counts a TLS certificate change (`success` or `invalid`).
     pub fn tls_cert_reload(&self, ok: bool) {
         self.tls_cert_reloads[usize::from(ok)].inc();
@@ -277,7 +287,43 @@ impl SynthReason {
             ProxyError::BadResponse => SynthReason::BadResponse,
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
-            | ProxyError::ClientBodyAborted => SynthReason::BadRequest,
+            | ProxyError::ClientBodyAborted
+            | ProxyError::UnsupportedTransferCoding => SynthReason::BadRequest,
+        }
+    }
+}
+
+/// Why lifeguard ended a client connection below the request path (the
+/// `kind` label of `client_protocol_errors_total`): hyper's parser rejected
+/// the head, the head did not arrive in time, or an HTTP/2 client reset too
+/// many of the streams lifeguard had accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocolError {
+    /// An unparseable request head, answered `400` by hyper.
+    MalformedHead,
+    /// A head over `client.max_header_size` (`431`) or a target too long (`414`).
+    HeadTooLarge,
+    /// No complete head within `client.header_timeout` (`408`).
+    HeaderTimeout,
+    /// An HTTP/2 connection over its budget of accepted-then-reset streams (GOAWAY).
+    H2ResetFlood,
+}
+
+impl ClientProtocolError {
+    /// Every kind, in discriminant order (the counters are indexed by it).
+    pub const ALL: [ClientProtocolError; 4] = [
+        ClientProtocolError::MalformedHead,
+        ClientProtocolError::HeadTooLarge,
+        ClientProtocolError::HeaderTimeout,
+        ClientProtocolError::H2ResetFlood,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientProtocolError::MalformedHead => "malformed_head",
+            ClientProtocolError::HeadTooLarge => "head_too_large",
+            ClientProtocolError::HeaderTimeout => "header_timeout",
+            ClientProtocolError::H2ResetFlood => "h2_reset_flood",
         }
     }
 }
@@ -359,6 +405,7 @@ struct Families {
     tls: IntCounterVec,
     config_info: IntGaugeVec,
     last_reload_success: Gauge,
+    client_protocol: IntCounterVec,
 }
 
 impl Families {
@@ -401,6 +448,7 @@ impl Families {
             reloads: counter_vec(r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
             tls: counter_vec(r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
             config_info: gauge_vec(r, "config_info", "The config in force; always 1, labelled with its SHA-256.", &["sha256"]),
+            client_protocol: counter_vec(r, "client_protocol_errors_total", "Client connections ended for a protocol error before any request reached the proxy (malformed or oversized head, header timeout, HTTP/2 reset flood), by kind.", &["kind"]),
             probe_duration,
             last_reload_success,
         }
@@ -419,6 +467,9 @@ mod tests {
         for (i, r) in ProbeResult::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");
         }
+        for (i, k) in ClientProtocolError::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
         let m = Metrics::new();
         let e = m.register_endpoint("e");
         e.state_change(true);
@@ -434,6 +485,15 @@ mod tests {
         );
         for r in ProbeResult::ALL {
             assert!(text.contains(&format!("result=\"{}\"", r.label())), "{r:?}");
+        }
+        for k in ClientProtocolError::ALL {
+            assert!(
+                text.contains(&format!(
+                    "lifeguard_client_protocol_errors_total{{kind=\"{}\"}} 0",
+                    k.label()
+                )),
+                "{k:?}"
+            );
         }
     }
 

@@ -12,8 +12,12 @@ use super::UpstreamBody;
 use crate::error::{classify_connect, ProxyError};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::io;
+use std::pin::Pin;
 use std::sync::{MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -113,7 +117,7 @@ impl Endpoint {
         // Small requests and responses: do not let Nagle delay them.
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(AppIo::new(stream)))
             .await
             .map_err(|_| ProxyError::AppConnectFailed)?;
         let endpoint = self.name.clone();
@@ -125,5 +129,119 @@ impl Endpoint {
             }
         });
         Ok(sender)
+    }
+}
+
+/// The app socket as hyper's client sees it, so that an answer the app sent
+/// reaches the client even when the app closed before reading our whole
+/// request (an early `413`, or Node rejecting a head it cannot parse, then
+/// `socket.destroy()`):
+///
+/// - Closing with unread data makes the app's kernel send a reset. hyper's
+///   HTTP/1 client writes the request body and reads the response in one
+///   loop; when the reset reaches a body write first, the exchange fails with
+///   that write error and the response already in our receive buffer is
+///   lost (1 upload in 5 answered `503` instead of the app's `413`). Here a
+///   write that meets a reset (or a pipe broken by one) is reported as done
+///   and what follows is discarded: hyper goes on to read, and finds the
+///   response, or the end of the connection.
+/// - A reset read is an end of stream. hyper then sees a truncated message as
+///   before (an error before the response head or inside a framed body), but
+///   a close-delimited answer (Node's `400` for a head it cannot parse has
+///   neither length nor chunking) ends where the app closed instead of
+///   failing as a body cut short.
+#[derive(Debug)]
+struct AppIo {
+    inner: TcpStream,
+    /// A write met a reset: the app is gone, writes are discarded.
+    reset: bool,
+}
+
+impl AppIo {
+    fn new(inner: TcpStream) -> AppIo {
+        AppIo {
+            inner,
+            reset: false,
+        }
+    }
+
+    /// Turns a reset met while writing into "all written".
+    fn written<T>(&mut self, polled: Poll<io::Result<T>>, all: T) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(Err(e)) if is_reset(&e) => {
+                self.reset = true;
+                Poll::Ready(Ok(all))
+            }
+            other => other,
+        }
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+impl AsyncRead for AppIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for AppIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.reset {
+            return Poll::Ready(Ok(data.len()));
+        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.written(polled, data.len())
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let all = bufs.iter().map(|b| b.len()).sum();
+        if self.reset {
+            return Poll::Ready(Ok(all));
+        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.written(polled, all)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.reset {
+            return Poll::Ready(Ok(()));
+        }
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.written(polled, ())
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.reset {
+            return Poll::Ready(Ok(()));
+        }
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.written(polled, ())
     }
 }
