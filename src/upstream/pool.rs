@@ -12,6 +12,7 @@ use super::UpstreamBody;
 use crate::error::{classify_connect, ProxyError};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{MutexGuard, PoisonError};
@@ -133,47 +134,94 @@ impl Endpoint {
 }
 
 /// The app socket as hyper's client sees it, so that an answer the app sent
-/// reaches the client even when the app closed before reading our whole
-/// request (an early `413`, or Node rejecting a head it cannot parse, then
-/// `socket.destroy()`):
+/// reaches the client when the app closed before reading our whole request
+/// (an early `413`; Node rejecting a head it cannot parse, then
+/// `socket.destroy()`): closing with unread data makes the app's kernel
+/// reset the connection, and a reset is not always a crash.
 ///
-/// - Closing with unread data makes the app's kernel send a reset. hyper's
-///   HTTP/1 client writes the request body and reads the response in one
-///   loop; when the reset reaches a body write first, the exchange fails with
-///   that write error and the response already in our receive buffer is
-///   lost (1 upload in 5 answered `503` instead of the app's `413`). Here a
-///   write that meets a reset (or a pipe broken by one) is reported as done
-///   and what follows is discarded: hyper goes on to read, and finds the
-///   response, or the end of the connection.
-/// - A reset read is an end of stream. hyper then sees a truncated message as
-///   before (an error before the response head or inside a framed body), but
-///   a close-delimited answer (Node's `400` for a head it cannot parse has
-///   neither length nor chunking) ends where the app closed instead of
-///   failing as a body cut short.
+/// - hyper's HTTP/1 client writes the request body and reads the response in
+///   one loop, and fails the whole exchange on a write error. When the reset
+///   reached a body write before hyper had read (or finished handing on) the
+///   response already in our receive buffer, that response was lost (on
+///   main, 1 upload in 5 answered `503` instead of the app's `413`). Now the
+///   write that meets the reset is reported as done and later writes wait:
+///   the write side is dead, and nothing more of the upload is taken from
+///   the client. The read side decides how the exchange ends, reading what
+///   is left straight from the socket (data, then the end): the response,
+///   complete or cut short by its own framing, or nothing (a crash: the
+///   `503` as before). A write still waiting after `ANSWERED_HOLD` (hyper
+///   reads no more) is discarded, so the connection task always ends.
+/// - A reset read right after a complete message head or chunked body (the
+///   last bytes read were `CRLF CRLF`) is an end of stream: nothing of a body
+///   was cut there. Node's `400` for a head it cannot parse has neither
+///   length nor chunking (its end is the close); a reset right after that
+///   head no longer turns an empty answer into a body cut short (and a
+///   crash report). Any other reset stays an error, so a body cut short
+///   still looks cut short (RFC 9112 §8).
 #[derive(Debug)]
 struct AppIo {
     inner: TcpStream,
-    /// A write met a reset: the app is gone, writes are discarded.
-    reset: bool,
+    write: WriteState,
+    /// The last four bytes read.
+    tail: [u8; 4],
 }
+
+/// The write side, once the app has reset the connection.
+#[derive(Debug)]
+enum WriteState {
+    Open,
+    /// A write met the reset: writes wait (at most until the sleep ends).
+    Reset(Pin<Box<tokio::time::Sleep>>),
+    /// Writes are discarded.
+    Discarding,
+}
+
+/// How long writes wait after the reset for hyper's read side to end the
+/// exchange before they are discarded.
+const ANSWERED_HOLD: Duration = Duration::from_secs(2);
 
 impl AppIo {
     fn new(inner: TcpStream) -> AppIo {
         AppIo {
             inner,
-            reset: false,
+            write: WriteState::Open,
+            tail: [0; 4],
         }
     }
 
-    /// Turns a reset met while writing into "all written".
-    fn written<T>(&mut self, polled: Poll<io::Result<T>>, all: T) -> Poll<io::Result<T>> {
-        match polled {
-            Poll::Ready(Err(e)) if is_reset(&e) => {
-                self.reset = true;
-                Poll::Ready(Ok(all))
-            }
-            other => other,
+    /// Writes through `write` unless the app reset the connection (see the
+    /// type's doc); `all` is what "done" reports.
+    fn write_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        all: T,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match &mut self.write {
+            WriteState::Open => match write(Pin::new(&mut self.inner), cx) {
+                Poll::Ready(Err(e)) if is_reset(&e) => {
+                    self.write = WriteState::Reset(Box::pin(tokio::time::sleep(ANSWERED_HOLD)));
+                    // Back to hyper's loop, which reads first.
+                    cx.waker().wake_by_ref();
+                    Poll::Ready(Ok(all))
+                }
+                other => other,
+            },
+            WriteState::Reset(hold) => match hold.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => {
+                    self.write = WriteState::Discarding;
+                    Poll::Ready(Ok(all))
+                }
+            },
+            WriteState::Discarding => Poll::Ready(Ok(all)),
         }
+    }
+
+    fn saw(&mut self, data: &[u8]) {
+        let n = data.len().min(4);
+        self.tail.rotate_left(n);
+        self.tail[4 - n..].copy_from_slice(&data[data.len() - n..]);
     }
 }
 
@@ -190,8 +238,37 @@ impl AsyncRead for AppIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = match this.write {
+            WriteState::Open => Pin::new(&mut this.inner).poll_read(cx, buf),
+            // The connection is dead and what is left of it sits in the
+            // receive queue: read it straight away (tokio's read would wait
+            // for a readiness event the reactor may not have seen yet, while
+            // nothing else would wake the task).
+            WriteState::Reset(_) | WriteState::Discarding => {
+                let dst = buf.initialize_unfilled();
+                match io::Read::read(&mut &*socket2::SockRef::from(&this.inner), dst) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        Pin::new(&mut this.inner).poll_read(cx, buf)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Poll::Ready(Ok(())),
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
+        };
+        match polled {
+            Poll::Ready(Err(e))
+                if e.kind() == io::ErrorKind::ConnectionReset && this.tail == *b"\r\n\r\n" =>
+            {
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             other => other,
@@ -205,11 +282,7 @@ impl AsyncWrite for AppIo {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.reset {
-            return Poll::Ready(Ok(data.len()));
-        }
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.written(polled, data.len())
+        self.write_with(cx, data.len(), |io, cx| io.poll_write(cx, data))
     }
 
     fn poll_write_vectored(
@@ -218,11 +291,7 @@ impl AsyncWrite for AppIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let all = bufs.iter().map(|b| b.len()).sum();
-        if self.reset {
-            return Poll::Ready(Ok(all));
-        }
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.written(polled, all)
+        self.write_with(cx, all, |io, cx| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -230,18 +299,20 @@ impl AsyncWrite for AppIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.reset {
-            return Poll::Ready(Ok(()));
+        match self.write {
+            WriteState::Open => Pin::new(&mut self.inner).poll_flush(cx),
+            // Nothing is buffered here: the writes say how things stand.
+            WriteState::Reset(_) | WriteState::Discarding => Poll::Ready(Ok(())),
         }
-        let polled = Pin::new(&mut self.inner).poll_flush(cx);
-        self.written(polled, ())
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.reset {
-            return Poll::Ready(Ok(()));
+        match self.write {
+            WriteState::Open => match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                Poll::Ready(Err(e)) if is_reset(&e) => Poll::Ready(Ok(())),
+                other => other,
+            },
+            WriteState::Reset(_) | WriteState::Discarding => Poll::Ready(Ok(())),
         }
-        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.written(polled, ())
     }
 }
