@@ -256,5 +256,8 @@ mod tests {
         );
         assert!(ProxyError::AppClosedBeforeResponse.request_sent());
         assert!(ProxyError::AppClosedBeforeResponse.suggests_crash());
+        let te = ProxyError::UnsupportedTransferCoding;
+        assert_eq!(te.status(), StatusCode::NOT_IMPLEMENTED);
+        assert!(!te.request_sent() && !te.is_upstream() && !te.suggests_crash());
     }
 }

@@ -354,6 +354,82 @@ mod tests {
     }
 
     #[test]
+    fn host_is_required_on_http11_and_must_be_an_authority() {
+        let mut p = parts(&[]);
+        p.version = Version::HTTP_11;
+        assert_eq!(
+            check_request(&p),
+            Err(ProxyError::BadRequest("missing Host"))
+        );
+        p.version = Version::HTTP_10;
+        assert_eq!(check_request(&p), Ok(()), "HTTP/1.0 predates Host");
+        let mut abs = http::Request::get("http://example.com/x")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        abs.version = Version::HTTP_11;
+        assert_eq!(check_request(&abs), Ok(()), "absolute-form names the host");
+        for (host, ok) in [
+            ("example.com", true),
+            ("example.com:8080", true),
+            ("[::1]:80", true),
+            ("", true),
+            ("a b", false),
+            ("user@example.com", false),
+            ("example.com/path", false),
+        ] {
+            let p = parts(&[("host", host)]);
+            assert_eq!(check_request(&p).is_ok(), ok, "Host: {host:?}");
+        }
+    }
+
+    #[test]
+    fn only_chunked_is_a_known_transfer_coding() {
+        for te in ["chunked", "Chunked", " chunked "] {
+            let p = parts(&[("host", "a"), ("transfer-encoding", te)]);
+            assert_eq!(check_request(&p), Ok(()), "{te}");
+        }
+        for te in ["gzip, chunked", "gzip,chunked", "identity, chunked", "br"] {
+            assert_eq!(
+                check_request(&parts(&[("host", "a"), ("transfer-encoding", te)])),
+                Err(ProxyError::UnsupportedTransferCoding),
+                "{te}"
+            );
+        }
+        let twice = parts(&[
+            ("host", "a"),
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        assert!(matches!(
+            check_request(&twice),
+            Err(ProxyError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn unsized_bodies_are_framed_chunked_for_every_method() {
+        use http_body_util::{BodyExt, Empty, Full, StreamBody};
+        let stream = || {
+            let frame = http_body::Frame::data(bytes::Bytes::from_static(b"hi"));
+            StreamBody::new(futures_util::stream::iter([Ok::<
+                _,
+                std::convert::Infallible,
+            >(frame)]))
+        };
+        let mut get = parts(&[("host", "a")]);
+        frame_unsized_body(&mut get, &stream());
+        assert_eq!(get.headers["transfer-encoding"], "chunked");
+        let mut sized = parts(&[("host", "a")]);
+        frame_unsized_body(&mut sized, &Full::new(bytes::Bytes::from_static(b"hi")));
+        assert!(!sized.headers.contains_key("transfer-encoding"));
+        let mut empty = parts(&[("host", "a")]);
+        frame_unsized_body(&mut empty, &Empty::<bytes::Bytes>::new().boxed());
+        assert!(!empty.headers.contains_key("transfer-encoding"));
+    }
+
+    #[test]
     fn accept_negotiation() {
         let mut h = HeaderMap::new();
         h.insert("accept", HeaderValue::from_static("application/json"));

@@ -582,3 +582,53 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Lent<I> {
         self.io().poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_log_lines_are_bounded_per_second_and_the_rest_reported() {
+        let mut w = LogWindow {
+            second: 0,
+            used: 0,
+            suppressed: 0,
+        };
+        let admitted = (0..REJECT_LOG_PER_SECOND + 30)
+            .filter(|_| w.admit(0).is_some())
+            .count();
+        assert_eq!(admitted, REJECT_LOG_PER_SECOND as usize);
+        assert_eq!(
+            w.admit(1),
+            Some(30),
+            "the next second reports what was dropped"
+        );
+        assert_eq!(w.admit(1), Some(0));
+    }
+
+    /// The budget counts resets in windows of `H2_RESET_WINDOW` on tokio's
+    /// clock; only the reset past the budget notifies.
+    #[tokio::test(start_paused = true)]
+    async fn reset_budget_trips_past_its_count_within_the_window() {
+        let b = Arc::new(ResetBudget::default());
+        let tripped = || {
+            let n = b.over.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        for _ in 0..H2_RESET_BUDGET {
+            drop(StreamGuard(Some(b.clone())));
+        }
+        assert!(!tripped(), "within budget");
+        // A new window starts the count again.
+        tokio::time::advance(H2_RESET_WINDOW).await;
+        for _ in 0..H2_RESET_BUDGET {
+            drop(StreamGuard(Some(b.clone())));
+        }
+        assert!(!tripped(), "a new window");
+        StreamGuard(Some(b.clone())).disarm();
+        assert!(!tripped(), "a stream answered is no reset");
+        drop(StreamGuard(Some(b.clone())));
+        assert!(tripped(), "one past the budget");
+    }
+}

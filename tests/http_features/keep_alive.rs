@@ -57,7 +57,9 @@ async fn assert_408_then_closed_after(s: &mut TcpStream, expected: Duration, wha
     let text = String::from_utf8_lossy(&bytes).into_owned();
     assert!(
         text.starts_with("HTTP/1.1 408 Request Timeout\r\n")
-            && text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+            && text
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
         "{what}: expected a 408, got {text:?}"
     );
     let after = closed.unwrap_or_else(|| panic!("{what}: not closed"));
