@@ -575,6 +575,60 @@ async fn early_answer_to_an_upload_reaches_the_client_and_is_no_crash() {
     );
 }
 
+/// An app that answers an upload early and closes before its own answer is
+/// complete: the client's response is cut short (and shown so), the failure
+/// is counted, but there is no crash report: the app answered.
+#[tokio::test]
+async fn early_answer_cut_short_is_a_failure_but_no_crash() {
+    let app = RawApp::start(|mut s| async move {
+        if read_at_least(&mut s, 1 << 20).await {
+            let _ = s
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 100\r\n\r\ntoo")
+                .await;
+        }
+    })
+    .await;
+    let proxy = Proxy::with_endpoints(&[app.addr], TCP_PROBES).await;
+    let (mut rd, mut wr) = connect(proxy.addr()).await.into_split();
+    let writer = tokio::spawn(async move {
+        let head = "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 8388608\r\n\r\n";
+        if wr.write_all(head.as_bytes()).await.is_ok() {
+            let chunk = vec![b'u'; 64 * 1024];
+            for _ in 0..128 {
+                if wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+        drop(wr);
+    });
+    let (got, closed) = read_for(&mut rd, Duration::from_secs(5)).await;
+    writer.abort();
+    assert!(closed.is_some(), "connection left open");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !text.contains("\r\n\r\ntoo") || !text.ends_with("0\r\n\r\n"),
+        "a cut answer looked complete: {text:?}"
+    );
+    let ep = app.addr.to_string();
+    let ep = ep.as_str();
+    let admin = proxy.admin();
+    let failures = move || async move {
+        scrape(admin).await.get(
+            "lifeguard_upstream_failures_total",
+            &[("endpoint", ep), ("kind", "reset_after_response")],
+        ) == 1.0
+    };
+    eventually_async(Duration::from_secs(5), "the cut answer counted", failures).await;
+    let exp = scrape(proxy.admin()).await;
+    assert_eq!(
+        exp.get("lifeguard_app_crashes_total", &[("endpoint", ep)]),
+        0.0,
+        "an app that answered was reported as a crash"
+    );
+}
+
 /// Node answers a head its parser rejects (an extension method it does not
 /// know, say) with a `400` that has neither length nor chunking, then
 /// destroys the socket; with our body unread, that is a reset. On main the
