@@ -58,6 +58,11 @@ pub enum ProxyError {
     /// (EMFILE/ENFILE): nothing was sent, and the app is not to blame.
     #[error("lifeguard is out of file descriptors")]
     FdExhausted,
+    /// The request uses a transfer coding other than `chunked` (say
+    /// `gzip, chunked`): lifeguard cannot forward the coding, and dropping
+    /// it would change the body (RFC 9112 §6.1: 501).
+    #[error("unsupported transfer coding")]
+    UnsupportedTransferCoding,
 }
 
 impl ProxyError {
@@ -76,6 +81,7 @@ impl ProxyError {
             ProxyError::BadResponse | ProxyError::ResetAfterResponse => StatusCode::BAD_GATEWAY,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::FdExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -90,7 +96,8 @@ impl ProxyError {
             | ProxyError::AppRefused
             | ProxyError::AppConnectTimeout
             | ProxyError::AppConnectFailed
-            | ProxyError::FdExhausted => false,
+            | ProxyError::FdExhausted
+            | ProxyError::UnsupportedTransferCoding => false,
             ProxyError::AppClosedBeforeResponse
             | ProxyError::ResponseTimeout
             | ProxyError::BadResponse
@@ -117,7 +124,8 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBodyAborted
-            | ProxyError::ClientBodyTimeout => false,
+            | ProxyError::ClientBodyTimeout
+            | ProxyError::UnsupportedTransferCoding => false,
             ProxyError::AppUnavailable
             | ProxyError::Overloaded
             | ProxyError::AppRefused
@@ -168,6 +176,7 @@ impl ProxyError {
             ProxyError::ClientBodyAborted => "client_body_aborted",
             ProxyError::ClientBodyTimeout => "body_timeout",
             ProxyError::FdExhausted => "fd_exhausted",
+            ProxyError::UnsupportedTransferCoding => "unsupported_transfer_coding",
         }
     }
 
@@ -177,7 +186,8 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBodyAborted
-            | ProxyError::ClientBodyTimeout => "http_request_error",
+            | ProxyError::ClientBodyTimeout
+            | ProxyError::UnsupportedTransferCoding => "http_request_error",
             ProxyError::AppUnavailable => "destination_unavailable",
             ProxyError::Overloaded => "connection_limit_reached",
             ProxyError::AppRefused => "connection_refused",
@@ -290,5 +300,8 @@ mod tests {
         );
         assert!(ProxyError::AppClosedBeforeResponse.request_sent());
         assert!(ProxyError::AppClosedBeforeResponse.suggests_crash());
+        let te = ProxyError::UnsupportedTransferCoding;
+        assert_eq!(te.status(), StatusCode::NOT_IMPLEMENTED);
+        assert!(!te.request_sent() && !te.is_upstream() && !te.suggests_crash());
     }
 }

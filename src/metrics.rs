@@ -56,6 +56,7 @@ pub struct Metrics {
     pub last_reload_successful: IntGauge,
     config_info: IntGaugeVec,
     client_timeouts: [IntCounter; ClientTimeout::ALL.len()],
+    client_protocol_errors: [IntCounter; ClientProtocolError::ALL.len()],
     /// `[listener][reason]`, indexed by `Listener` and `ShedReason`.
     connections_shed: [[IntCounter; ShedReason::ALL.len()]; Listener::ALL.len()],
     accept_errors: [IntCounter; Listener::ALL.len()],
@@ -123,8 +124,11 @@ impl Metrics {
         let connections_shed = Listener::ALL
             .map(|l| ShedReason::ALL.map(|r| v.shed.with_label_values(&[l.label(), r.label()])));
         let accept_errors = Listener::ALL.map(|l| v.accept_errors.with_label_values(&[l.label()]));
+        let client_protocol_errors =
+            ClientProtocolError::ALL.map(|k| v.client_protocol.with_label_values(&[k.label()]));
         Metrics {
             client_timeouts,
+            client_protocol_errors,
             connections_shed,
             accept_errors,
             requests,
@@ -231,6 +235,12 @@ impl Metrics {
         self.config_info.with_label_values(&[sha256]).set(1);
     }
 
+    /// Counts a client connection lifeguard ended for breaking the protocol
+    /// (no request reached the proxy's request path).
+    pub fn client_protocol_error(&self, kind: ClientProtocolError) {
+        self.client_protocol_errors[kind as usize].inc();
+    }
+
     /// Counts a client cut by one of its timeouts.
     pub fn client_timeout(&self, t: ClientTimeout) {
         self.client_timeouts[t as usize].inc();
@@ -322,7 +332,43 @@ impl SynthReason {
             | ProxyError::BodyTooLarge
             | ProxyError::ClientBodyAborted
             // The 408 (also in client_timeouts_total{reason="body"}).
-            | ProxyError::ClientBodyTimeout => SynthReason::BadRequest,
+            | ProxyError::ClientBodyTimeout
+            | ProxyError::UnsupportedTransferCoding => SynthReason::BadRequest,
+        }
+    }
+}
+
+/// Why lifeguard ended a client connection below the request path (the
+/// `kind` label of `client_protocol_errors_total`): hyper's parser rejected
+/// the head, the head did not arrive in time, or an HTTP/2 client reset too
+/// many of the streams lifeguard had accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocolError {
+    /// An unparseable request head, answered `400` by hyper.
+    MalformedHead,
+    /// A head over `client.max_header_size` (`431`) or a target too long (`414`).
+    HeadTooLarge,
+    /// No complete head within `client.header_timeout` (`408`).
+    HeaderTimeout,
+    /// An HTTP/2 connection over its budget of accepted-then-reset streams (GOAWAY).
+    H2ResetFlood,
+}
+
+impl ClientProtocolError {
+    /// Every kind, in discriminant order (the counters are indexed by it).
+    pub const ALL: [ClientProtocolError; 4] = [
+        ClientProtocolError::MalformedHead,
+        ClientProtocolError::HeadTooLarge,
+        ClientProtocolError::HeaderTimeout,
+        ClientProtocolError::H2ResetFlood,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientProtocolError::MalformedHead => "malformed_head",
+            ClientProtocolError::HeadTooLarge => "head_too_large",
+            ClientProtocolError::HeaderTimeout => "header_timeout",
+            ClientProtocolError::H2ResetFlood => "h2_reset_flood",
         }
     }
 }
@@ -481,6 +527,7 @@ struct Families {
     config_info: IntGaugeVec,
     last_reload_success: Gauge,
     client_timeouts: IntCounterVec,
+    client_protocol: IntCounterVec,
     shed: IntCounterVec,
     accept_errors: IntCounterVec,
 }
@@ -524,6 +571,7 @@ impl Families {
             crashes: counter_vec(r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &["endpoint"]),
             reloads: counter_vec(r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
             tls: counter_vec(r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
+            client_protocol: counter_vec(r, "client_protocol_errors_total", "Client connections ended for a protocol error before any request reached the proxy (malformed or oversized head, header timeout, HTTP/2 reset flood), by kind.", &["kind"]),
             client_timeouts: counter_vec(r, "client_timeouts_total", "Requests or client connections cut by a client timeout, by reason (header, body, send).", &["reason"]),
             shed: counter_vec(r, "connections_shed_total", "Connections closed at accept instead of served, by listener and reason.", &["listener", "reason"]),
             accept_errors: counter_vec(r, "accept_errors_total", "Failed accepts (EMFILE and the like), by listener.", &["listener"]),
@@ -545,6 +593,9 @@ mod tests {
         }
         for (i, r) in ProbeResult::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, k) in ClientProtocolError::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
         }
         for (i, r) in ClientTimeout::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");

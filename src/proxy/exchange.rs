@@ -3,7 +3,7 @@
 //! return to the pool, and the single access-log event, written on drop so that
 //! every path (success, synthesized error, client gone) logs exactly once.
 
-use super::failure::on_app_failure;
+use super::failure::{on_app_failure, on_cut_after_early_answer};
 use super::ConnState;
 use crate::error::ProxyError;
 use crate::inflight::Ticket;
@@ -96,9 +96,21 @@ impl Exchange {
         self.outcome = Outcome::Aborted;
         let kind = ProxyError::ResetAfterResponse;
         self.error = Some(kind);
-        tracing::warn!(error = %err, request_id = ?self.ticket.entry().request_id, "app failed mid-response; client response truncated");
+        // The request body was still being sent: the app answered before
+        // reading all of it (a 413 after 1 MiB of an upload) and closed. A
+        // process that chose to answer and close did not crash; its close
+        // only cut the end of its own answer.
+        let answered_early = self.ticket.entry().body_sent_at().is_none();
+        let request_id = &self.ticket.entry().request_id;
         // The connection is broken: never pool it.
-        if let Some(lease) = self.lease.take() {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        if answered_early {
+            tracing::warn!(error = %err, ?request_id, "app closed mid-response after answering before the request body was sent; client response truncated");
+            on_cut_after_early_answer(lease.outstanding.endpoint(), kind);
+        } else {
+            tracing::warn!(error = %err, ?request_id, "app failed mid-response; client response truncated");
             on_app_failure(lease.outstanding.endpoint(), kind, &self.ticket);
         }
     }

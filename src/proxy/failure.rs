@@ -34,6 +34,15 @@ pub(super) fn on_app_failure(endpoint: &Endpoint, err: ProxyError, ticket: &Tick
     }
 }
 
+/// The app answered before the request body was sent (an early `413`, say),
+/// closed, and so cut its own response short. The failure is counted, but it
+/// is no crash: a process that answered and closed is alive and chose to;
+/// only a connection lost before any response (or mid-response to a request
+/// it had read completely) suggests one.
+pub(super) fn on_cut_after_early_answer(endpoint: &Endpoint, err: ProxyError) {
+    endpoint.metrics.failure(err);
+}
+
 /// The `app_connection_lost` event: which requests were in flight on the
 /// endpoint when its connection died.
 fn log_crash(report: &CrashReport) {

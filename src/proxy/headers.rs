@@ -39,10 +39,73 @@ pub fn check_request(parts: &request::Parts) -> Result<(), ProxyError> {
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
     }
-    if h.get_all(header::HOST).iter().count() > 1 {
-        return Err(ProxyError::BadRequest("repeated Host"));
+    let mut hosts = h.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(ProxyError::BadRequest("repeated Host")),
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. An
+        // absolute-form target names the host itself (and wins over any
+        // Host, §3.2.2), so it is accepted; HTTP/1.0 predates Host, and
+        // HTTP/2 carries `:authority` (hyper puts it in the URI).
+        (None, None) if parts.version == Version::HTTP_11 && parts.uri.authority().is_none() => {
+            return Err(ProxyError::BadRequest("missing Host"));
+        }
+        (Some(host), None) if !valid_host(host.as_bytes()) => {
+            return Err(ProxyError::BadRequest("invalid Host"));
+        }
+        _ => {}
+    }
+    check_transfer_coding(h)
+}
+
+/// RFC 9112 §3.2: `Host = uri-host [ ":" port ]`, possibly empty (a target
+/// without authority). A value that is not an authority, or carries userinfo,
+/// is a 400.
+fn valid_host(v: &[u8]) -> bool {
+    v.is_empty() || (!v.contains(&b'@') && http::uri::Authority::try_from(v).is_ok())
+}
+
+/// RFC 9112 §6.1: lifeguard implements `chunked` only. Any other transfer
+/// coding (`gzip, chunked`) is a 501: forwarding the body de-chunked but
+/// still gzip-coded, without saying so, would hand the app a different body.
+/// hyper's parser already rejects a list that does not end in `chunked`;
+/// `chunked` applied twice is malformed (400).
+fn check_transfer_coding(h: &HeaderMap) -> Result<(), ProxyError> {
+    let codings = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    let mut chunked = 0;
+    for c in codings {
+        if !c.eq_ignore_ascii_case(b"chunked") {
+            return Err(ProxyError::UnsupportedTransferCoding);
+        }
+        chunked += 1;
+    }
+    if chunked > 1 {
+        return Err(ProxyError::BadRequest("chunked applied more than once"));
     }
     Ok(())
+}
+
+/// A request body of unknown length (chunked, or HTTP/2 DATA without
+/// `Content-Length`) is sent to the app chunked, whatever the method. hyper's
+/// client would otherwise send a GET or HEAD with such a body as
+/// `Content-Length: 0`-framed, dropping the body without a word: its
+/// documented rule is to assume no body for those methods unless the
+/// framing header is set explicitly. Called after `prepare_upstream`, which
+/// removed the client's `Transfer-Encoding` (hop-by-hop).
+pub fn frame_unsized_body(parts: &mut request::Parts, body: &impl http_body::Body) {
+    if !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
 }
 
 /// Whether this is an HTTP/1.1 upgrade (e.g. WebSocket) to tunnel.
@@ -288,6 +351,82 @@ mod tests {
         assert!(check_request(&p).is_err());
         let p = parts(&[("content-length", "5"), ("content-length", "6")]);
         assert!(check_request(&p).is_err());
+    }
+
+    #[test]
+    fn host_is_required_on_http11_and_must_be_an_authority() {
+        let mut p = parts(&[]);
+        p.version = Version::HTTP_11;
+        assert_eq!(
+            check_request(&p),
+            Err(ProxyError::BadRequest("missing Host"))
+        );
+        p.version = Version::HTTP_10;
+        assert_eq!(check_request(&p), Ok(()), "HTTP/1.0 predates Host");
+        let mut abs = http::Request::get("http://example.com/x")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        abs.version = Version::HTTP_11;
+        assert_eq!(check_request(&abs), Ok(()), "absolute-form names the host");
+        for (host, ok) in [
+            ("example.com", true),
+            ("example.com:8080", true),
+            ("[::1]:80", true),
+            ("", true),
+            ("a b", false),
+            ("user@example.com", false),
+            ("example.com/path", false),
+        ] {
+            let p = parts(&[("host", host)]);
+            assert_eq!(check_request(&p).is_ok(), ok, "Host: {host:?}");
+        }
+    }
+
+    #[test]
+    fn only_chunked_is_a_known_transfer_coding() {
+        for te in ["chunked", "Chunked", " chunked "] {
+            let p = parts(&[("host", "a"), ("transfer-encoding", te)]);
+            assert_eq!(check_request(&p), Ok(()), "{te}");
+        }
+        for te in ["gzip, chunked", "gzip,chunked", "identity, chunked", "br"] {
+            assert_eq!(
+                check_request(&parts(&[("host", "a"), ("transfer-encoding", te)])),
+                Err(ProxyError::UnsupportedTransferCoding),
+                "{te}"
+            );
+        }
+        let twice = parts(&[
+            ("host", "a"),
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        assert!(matches!(
+            check_request(&twice),
+            Err(ProxyError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn unsized_bodies_are_framed_chunked_for_every_method() {
+        use http_body_util::{BodyExt, Empty, Full, StreamBody};
+        let stream = || {
+            let frame = http_body::Frame::data(bytes::Bytes::from_static(b"hi"));
+            StreamBody::new(futures_util::stream::iter([Ok::<
+                _,
+                std::convert::Infallible,
+            >(frame)]))
+        };
+        let mut get = parts(&[("host", "a")]);
+        frame_unsized_body(&mut get, &stream());
+        assert_eq!(get.headers["transfer-encoding"], "chunked");
+        let mut sized = parts(&[("host", "a")]);
+        frame_unsized_body(&mut sized, &Full::new(bytes::Bytes::from_static(b"hi")));
+        assert!(!sized.headers.contains_key("transfer-encoding"));
+        let mut empty = parts(&[("host", "a")]);
+        frame_unsized_body(&mut empty, &Empty::<bytes::Bytes>::new().boxed());
+        assert!(!empty.headers.contains_key("transfer-encoding"));
     }
 
     #[test]

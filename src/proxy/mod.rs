@@ -187,6 +187,7 @@ async fn prepare(
         cfg.retry.idempotency_key_header.as_ref(),
     );
     headers::prepare_upstream(&mut parts, &conn.facts, &entry.request_id, is_upgrade);
+    headers::frame_unsized_body(&mut parts, &body);
     let body = prepare_body(body, resendable, snap, entry).await?;
     Ok((Request::from_parts(parts, body), upgrade, resendable))
 }

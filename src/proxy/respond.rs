@@ -25,6 +25,9 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
         ProxyError::BadRequest(why) => why,
         ProxyError::BodyTooLarge => "The request body is larger than this service accepts.",
         ProxyError::ClientBodyAborted => "The request body could not be read.",
+        ProxyError::UnsupportedTransferCoding => {
+            "The request uses a transfer coding this service does not implement (only chunked is)."
+        }
         ProxyError::Overloaded => "The application is at capacity. The request was not processed.",
         ProxyError::AppUnavailable
         | ProxyError::AppRefused
@@ -157,6 +160,20 @@ mod tests {
             "lifeguard; error=connection_refused"
         );
         assert_eq!(r.headers()["content-type"], "application/json");
+    }
+
+    #[test]
+    fn unsupported_transfer_coding_is_501_and_closes() {
+        let r = error_response(
+            ProxyError::UnsupportedTransferCoding,
+            facts(true, false),
+            &HeaderValue::from_static("id"),
+            Duration::from_secs(5),
+        );
+        assert_eq!(r.status(), 501);
+        assert_eq!(r.headers()["connection"], "close");
+        assert!(!r.headers().contains_key("retry-after"));
+        assert!(!r.headers().contains_key("proxy-status"));
     }
 
     #[test]

@@ -50,6 +50,25 @@ async fn assert_closed_after(s: &mut TcpStream, expected: Duration, what: &str) 
     );
 }
 
+/// Asserts that a stalled head on `s` is answered `408` with `Connection:
+/// close` and closed, about `expected` after now.
+async fn assert_408_then_closed_after(s: &mut TcpStream, expected: Duration, what: &str) {
+    let (bytes, closed) = read_for(s, expected * 4 + Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    assert!(
+        text.starts_with("HTTP/1.1 408 Request Timeout\r\n")
+            && text
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+        "{what}: expected a 408, got {text:?}"
+    );
+    let after = closed.unwrap_or_else(|| panic!("{what}: not closed"));
+    assert!(
+        after >= expected.mul_f32(0.8) && after < expected * 3 + Duration::from_millis(500),
+        "{what}: closed after {after:?}, expected ~{expected:?}"
+    );
+}
+
 #[tokio::test]
 async fn idle_timeout_closes_a_silent_connection() {
     let (_app, proxy) = echo_proxy("client:\n  idle_timeout: 300ms\n").await;
@@ -77,23 +96,29 @@ async fn header_timeout_cuts_slow_request_heads() {
 
     // A partial head, then silence.
     let mut s = connect_and_send(proxy.addr(), b"GET /slow HTTP/1.1\r\nHost: a\r\n").await;
-    assert_closed_after(&mut s, header_timeout, "stalled partial head").await;
+    assert_408_then_closed_after(&mut s, header_timeout, "stalled partial head").await;
 
     // A head trickling in a byte every 50 ms: the clock runs from its first
-    // byte, not from the last one.
-    let mut s = connect(proxy.addr()).await;
+    // byte, not from the last one. (Read while writing: after its 408,
+    // lifeguard reads and discards for a while, so the writes go on.)
+    let (mut rd, mut wr) = connect(proxy.addr()).await.into_split();
     let start = Instant::now();
-    let _ = timeout(Duration::from_secs(5), async {
+    let trickle = tokio::spawn(timeout(Duration::from_secs(5), async move {
         for b in b"GET /trickle HTTP/1.1\r\nHost: a\r\nX-Slow: 1234567890abcdef\r\n" {
-            if s.write_all(&[*b]).await.is_err() {
+            if wr.write_all(&[*b]).await.is_err() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    })
-    .await;
-    let (_, closed) = read_for(&mut s, Duration::from_secs(5)).await;
+    }));
+    let (bytes, closed) = read_for(&mut rd, Duration::from_secs(5)).await;
+    trickle.abort();
     assert!(closed.is_some(), "trickling head was never cut");
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
     assert!(
         start.elapsed() < Duration::from_millis(1500),
         "trickling head allowed for {:?}",
@@ -104,7 +129,7 @@ async fn header_timeout_cuts_slow_request_heads() {
     let (mut s, r) = connect_and_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(r.status, 200);
     s.write_all(b"GET /second HTTP/1.1\r\n").await.unwrap();
-    assert_closed_after(&mut s, header_timeout, "stalled second head").await;
+    assert_408_then_closed_after(&mut s, header_timeout, "stalled second head").await;
 
     let slow: Vec<Seen> = app
         .requests()
@@ -126,7 +151,7 @@ async fn header_timeout_cuts_a_slow_head_after_a_keep_alive_pause() {
     assert_eq!(r.status, 200);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     s.write_all(b"GET /second HTTP/1.1\r\n").await.unwrap();
-    assert_closed_after(&mut s, TIMEOUT, "stalled head after a pause").await;
+    assert_408_then_closed_after(&mut s, TIMEOUT, "stalled head after a pause").await;
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! to send a request by hand and to see every frame the server writes, with
 //! when it came (GOAWAY timing at drain).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -122,4 +122,42 @@ pub fn h2_hello(settings: &[(u16, u32)], method: &str, path: &str, end_stream: b
         &h2_request_block(method, path),
     ));
     hello
+}
+
+/// RST_STREAM error code CANCEL (RFC 9113 §7).
+pub const H2_CANCEL: u32 = 0x8;
+
+/// A HEADERS block for `GET http://<authority><path>`, HPACK-coded by hand
+/// (static-table indices and literals without indexing).
+pub fn h2_get_block(path: &[u8], authority: &[u8]) -> Vec<u8> {
+    assert!(path.len() < 127 && authority.len() < 127);
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8]; // GET, http, :path literal
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, authority.len() as u8]); // :authority literal
+    block.extend_from_slice(authority);
+    block
+}
+
+/// Reads frames from `r` until the server closes (or the read fails),
+/// acknowledging nothing: for a client that ignores what the server says.
+pub async fn h2_read_frames<R: AsyncRead + Unpin>(mut r: R) -> Vec<H2Frame> {
+    let mut frames = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        if r.read_exact(&mut head).await.is_err() {
+            return frames;
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if r.read_exact(&mut payload).await.is_err() {
+            return frames;
+        }
+        frames.push(H2Frame {
+            at: Instant::now(),
+            ty: head[3],
+            flags: head[4],
+            stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+            payload,
+        });
+    }
 }
