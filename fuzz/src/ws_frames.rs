@@ -20,6 +20,11 @@ use crate::api::FrameTracker;
 /// Generated streams stop growing past this (keeps executions fast).
 const MAX_STREAM: usize = 512 * 1024;
 
+/// As [`check`]: no open finding is tolerated here.
+pub fn check_strict(data: &[u8]) -> Result<(), String> {
+    check(data)
+}
+
 /// Runs one input; `Err` names the first broken invariant.
 pub fn check(data: &[u8]) -> Result<(), String> {
     let mut rng = Rng::new(data);
