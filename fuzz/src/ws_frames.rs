@@ -75,10 +75,7 @@ fn feed(what: &str, stream: &[u8], ends: &[usize], rng: &mut Rng) -> Result<(), 
 pub fn frame_ends(data: &[u8]) -> Vec<usize> {
     let mut ends = vec![0];
     let mut pos = 0usize;
-    loop {
-        let Some(&[_, b1]) = data.get(pos..pos + 2) else {
-            break;
-        };
+    while let Some(&[_, b1]) = data.get(pos..pos + 2) {
         let ext = match b1 & 0x7f {
             126 => 2,
             127 => 8,
