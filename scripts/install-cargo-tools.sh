@@ -4,12 +4,14 @@
 #
 #   cargo-deny      licenses, bans and sources checks (deny.toml)
 #   cargo-machete   unused dependencies
+#   cargo-fuzz      the fuzz targets in fuzz/ (`cargo +nightly fuzz ...`;
+#                   cargo-fuzz itself builds with the pinned stable)
 #
 # Idempotent: a tool whose binary already reports the pinned version is not
 # rebuilt, so a second run returns at once. Safe to run concurrently (flock).
 # Builds with the toolchain of rust-toolchain.toml (run
 # scripts/ensure-toolchain.sh first). Prints the bin directory on stdout; add
-# it to PATH for `cargo deny` and `cargo machete`.
+# it to PATH for `cargo deny`, `cargo machete` and `cargo +nightly fuzz`.
 #
 # Environment: LIFEGUARD_CARGO_TOOLS_DIR (default: <repo>/.tools/cargo).
 set -euo pipefail
@@ -23,11 +25,13 @@ bin="$root/bin"
 TOOLS=(
   "cargo-deny 0.20.2"
   "cargo-machete 0.9.2"
+  "cargo-fuzz 0.13.2"
 )
 
 say() { echo "install-cargo-tools: $*" >&2; }
 
-# `cargo-deny --version` prints "cargo-deny 0.20.2", cargo-machete "0.9.2".
+# `cargo-deny --version` prints "cargo-deny 0.20.2", cargo-machete "0.9.2",
+# cargo-fuzz "cargo-fuzz 0.13.2".
 has() { # crate version
   [[ -x "$bin/$1" ]] && "$bin/$1" --version 2>/dev/null | grep -Eq "(^| )$2\$"
 }

@@ -27,3 +27,26 @@ pub mod admin;
 
 pub mod app;
 pub mod drain_cmd;
+
+/// What the fuzz targets in `fuzz/` (and `tests/fuzz_regressions.rs`, which
+/// replays their findings) reach that is not public otherwise. Thin wrappers
+/// only: no behaviour of its own. Not API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The WebSocket frame-boundary tracker of upgraded connections
+    /// (`proxy::tunnel`).
+    #[derive(Debug, Default)]
+    pub struct FrameTracker(crate::proxy::tunnel::FrameTracker);
+
+    impl FrameTracker {
+        /// Follows `data`, the next bytes of one direction of the stream.
+        pub fn advance(&mut self, data: &[u8]) {
+            self.0.advance(data);
+        }
+
+        /// Whether the bytes so far end exactly at a frame boundary.
+        pub fn at_boundary(&self) -> bool {
+            self.0.at_boundary()
+        }
+    }
+}

@@ -16,7 +16,7 @@ pub mod headers;
 mod maintenance;
 mod respond;
 pub mod retry;
-mod tunnel;
+pub(crate) mod tunnel;
 
 pub use client::{ConnState, Expiry, SendWatch};
 pub use headers::ClientFacts;

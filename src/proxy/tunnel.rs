@@ -152,9 +152,9 @@ async fn pump(
 }
 
 /// Follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte stream
-/// without storing payloads.
+/// without storing payloads. `pub(crate)` for `crate::fuzzing` only.
 #[derive(Debug, Default)]
-struct FrameTracker {
+pub(crate) struct FrameTracker {
     head: [u8; 14],
     have: usize,
     need: usize,
@@ -162,7 +162,7 @@ struct FrameTracker {
 }
 
 impl FrameTracker {
-    fn advance(&mut self, mut data: &[u8]) {
+    pub(crate) fn advance(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.remaining > 0 {
                 let n = (self.remaining.min(data.len() as u64)) as usize;
@@ -194,7 +194,7 @@ impl FrameTracker {
         }
     }
 
-    fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.have == 0 && self.remaining == 0
     }
 }

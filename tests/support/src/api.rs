@@ -11,3 +11,6 @@ pub use lifeguard::logging::init as init_logging;
 pub use lifeguard::runtime::{ReloadResult, Shared, Trigger};
 pub use lifeguard::upstream::health::{ProbeOutcome, State};
 pub use lifeguard::upstream::Endpoint;
+// The fuzz targets' checks (fuzz/src/*.rs), compiled by tests/fuzz_regressions.rs.
+pub use lifeguard::fuzzing::FrameTracker;
+pub use lifeguard::proxy::headers;
