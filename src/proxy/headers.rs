@@ -116,12 +116,18 @@ pub fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The comma-separated tokens of every `Connection` value, trimmed, split
+/// as bytes: a value with obs-text (bytes 0x80–0xff, which hyper accepts)
+/// must not hide the headers it names.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
 }
 
 /// Removes hop-by-hop headers: the fixed list, and every header named in
@@ -131,22 +137,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Only a Connection header naming something beyond the usual tokens needs
     // the slower path (collecting names before removing them).
     let extra: Option<Vec<HeaderName>> = {
-        let mut names = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+        let mut names = connection_tokens(headers)
             .filter(|t| {
                 !t.is_empty()
                     && !["close", "keep-alive", "upgrade", "te"]
                         .iter()
-                        .any(|k| t.eq_ignore_ascii_case(k))
+                        .any(|k| t.eq_ignore_ascii_case(k.as_bytes()))
             })
             .peekable();
         names.peek().is_some().then(|| {
             names
-                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .filter_map(|t| HeaderName::from_bytes(t).ok())
                 .collect()
         })
     };
@@ -200,9 +201,16 @@ pub fn prepare_upstream(
         (None, Some(host)) => Some(host.clone()),
         (None, None) => None,
     };
-    if let Some(host) = host {
-        h.insert(&X_FORWARDED_HOST, host.clone());
-        h.insert(header::HOST, host);
+    match host {
+        Some(host) => {
+            h.insert(&X_FORWARDED_HOST, host.clone());
+            h.insert(header::HOST, host);
+        }
+        // No host to vouch for: the client's own value must not pass as ours
+        // (an app trusting the proxy would take it as the request's host).
+        None => {
+            h.remove(&X_FORWARDED_HOST);
+        }
     }
     h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(facts.proto));
     append_forwarded_for(h, &facts.peer_ip);
