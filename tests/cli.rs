@@ -3,41 +3,14 @@
 //! config, and a clear failure when the listen address is taken.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 const EX_USAGE: i32 = 64;
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_lifeguard")
-}
 
 /// Runs the binary with `args`, killing it if it is still running after
 /// `secs` (a run that should fail must not hang).
 fn run(args: &[&str], secs: u64) -> Output {
-    let child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lifeguard");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(out) => out.expect("lifeguard output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            let out = rx.recv().ok().and_then(Result::ok);
-            panic!(
-                "lifeguard {args:?} still running after {secs}s; stderr: {}",
-                out.map(|o| stderr(&o)).unwrap_or_default()
-            );
-        }
-    }
+    support::process::run_bounded(args, secs).0
 }
 
 fn stderr(o: &Output) -> String {

@@ -9,12 +9,11 @@ use http::Response;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 use support::admin::{admin_call, metric, status_json, wait_metric};
 use support::api::{reload_from, Config, ReloadResult, Trigger};
 use support::configmap::ConfigMapDir;
-use support::process::binary;
 use support::tls::TestCa;
 use support::upstream::full;
 use support::*;
@@ -27,26 +26,7 @@ const EX_USAGE: i32 = 64;
 /// Runs `lifeguard args`, killing it if still running after `secs`; also
 /// returns how long it took.
 fn run(args: &[&str], secs: u64) -> (Output, Duration) {
-    let started = Instant::now();
-    let child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lifeguard");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(out) => (out.expect("lifeguard output"), started.elapsed()),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("lifeguard {args:?} still running after {secs}s");
-        }
-    }
+    support::process::run_bounded(args, secs)
 }
 
 fn stderr(o: &Output) -> String {

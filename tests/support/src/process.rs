@@ -182,3 +182,35 @@ fn write_config(yaml: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::write(&config_path, &text).unwrap();
     (dir, config_path)
 }
+
+/// Runs `lifeguard args` to its end, killing it if it is still running after
+/// `secs` (a run that should fail must not hang). Returns its output and how
+/// long it took.
+pub fn run_bounded(args: &[&str], secs: u64) -> (std::process::Output, Duration) {
+    use std::process::{Command, Stdio};
+    let started = Instant::now();
+    let child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lifeguard");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => (out.expect("lifeguard output"), started.elapsed()),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let out = rx.recv().ok().and_then(Result::ok);
+            panic!(
+                "lifeguard {args:?} still running after {secs}s; stderr: {}",
+                out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
