@@ -129,14 +129,24 @@ mod tests {
         }
     }
 
+    /// lifeguard's answer for `err`, with `Retry-After` of 5 s.
+    fn answer(
+        err: ProxyError,
+        idempotent: bool,
+        json: bool,
+        id: &'static str,
+    ) -> Response<ProxyBody> {
+        error_response(
+            err,
+            facts(idempotent, json),
+            &HeaderValue::from_static(id),
+            Duration::from_secs(5),
+        )
+    }
+
     #[test]
     fn post_after_send_says_outcome_unknown() {
-        let r = error_response(
-            ProxyError::AppClosedBeforeResponse,
-            facts(false, false),
-            &HeaderValue::from_static("id1"),
-            Duration::from_secs(5),
-        );
+        let r = answer(ProxyError::AppClosedBeforeResponse, false, false, "id1");
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["connection"], "close");
         assert_eq!(r.headers()["retry-after"], "5");
@@ -149,12 +159,7 @@ mod tests {
 
     #[test]
     fn refused_has_no_unknown_outcome() {
-        let r = error_response(
-            ProxyError::AppRefused,
-            facts(false, true),
-            &HeaderValue::from_static("id"),
-            Duration::from_secs(5),
-        );
+        let r = answer(ProxyError::AppRefused, false, true, "id");
         assert_eq!(
             r.headers()["proxy-status"],
             "lifeguard; error=connection_refused"
@@ -164,12 +169,7 @@ mod tests {
 
     #[test]
     fn unsupported_transfer_coding_is_501_and_closes() {
-        let r = error_response(
-            ProxyError::UnsupportedTransferCoding,
-            facts(true, false),
-            &HeaderValue::from_static("id"),
-            Duration::from_secs(5),
-        );
+        let r = answer(ProxyError::UnsupportedTransferCoding, true, false, "id");
         assert_eq!(r.status(), 501);
         assert_eq!(r.headers()["connection"], "close");
         assert!(!r.headers().contains_key("retry-after"));
@@ -178,12 +178,7 @@ mod tests {
 
     #[test]
     fn client_errors_carry_no_retry_after() {
-        let r = error_response(
-            ProxyError::BodyTooLarge,
-            facts(true, false),
-            &HeaderValue::from_static("<x>"),
-            Duration::from_secs(5),
-        );
+        let r = answer(ProxyError::BodyTooLarge, true, false, "<x>");
         assert_eq!(r.status(), 413);
         assert!(!r.headers().contains_key("retry-after"));
     }
