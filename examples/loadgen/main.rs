@@ -11,9 +11,18 @@
 //! loadgen upload --target ADDR --bytes N    (POST /sink, chunked, generated on the fly)
 //! loadgen download --target ADDR --bytes N  (GET /source?bytes=N)
 //! loadgen header load|stream                (the table headers for the rows above)
+//! loadgen open --target ADDR --rate R --duration S [--connections C]
+//!     Open loop: R requests a second due on a fixed schedule, latency from
+//!     when each was due (p50/p90/p99/p99.9 in µs).
+//! loadgen hold --target ADDR --connections N [--request] [--seconds S]
+//!     Opens N connections (each carrying one GET / with --request), prints
+//!     `held N`, keeps them S seconds, closes them, prints `closed N`.
 //! ```
 //!
 //! Only 127.0.0.1 is accepted as a target or listen address.
+
+mod hold;
+mod open;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
@@ -108,6 +117,30 @@ enum Command {
         #[arg(long)]
         proxy_pid: Option<u32>,
     },
+    /// Open-loop latency at a fixed request rate; prints one table row.
+    Open {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        #[arg(long, default_value = "open loop")]
+        label: String,
+    },
+    /// Hold connections open (idle keep-alive with --request, else never used).
+    Hold {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long)]
+        request: bool,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Print the header of a result table.
     Header { kind: Table },
 }
@@ -158,6 +191,19 @@ fn main() -> anyhow::Result<()> {
                 label,
                 proxy_pid,
             } => download(target, bytes, &label, proxy_pid).await,
+            Command::Open {
+                target,
+                rate,
+                duration,
+                connections,
+                label,
+            } => open::open(target, rate, duration, connections, &label).await,
+            Command::Hold {
+                target,
+                connections,
+                request,
+                seconds,
+            } => hold::hold(target, connections, request, seconds).await,
             Command::Header { kind } => {
                 header(kind);
                 Ok(())
