@@ -199,7 +199,7 @@ stop_proxy() {
 hold() {
     local n=$1 flag=${2:-} before during
     before=$(rss_kib)
-    on_load "$LOADGEN" hold --target "127.0.0.1:$PORT_H1" --connections "$n" $flag --seconds 3 \
+    on_load "$LOADGEN" hold --target "127.0.0.1:$PORT_H1" --connections "$n" $flag --seconds 4 \
         >"$TMP/hold.out" 2>&1 &
     local hp=$!
     local i
@@ -209,7 +209,8 @@ hold() {
         sleep 0.05
     done
     grep -q '^held' "$TMP/hold.out" || { cat "$TMP/hold.out" >&2; die "hold $n $flag failed"; }
-    sleep 1
+    # lifeguard lets an idle HTTP/1 connection's buffers go after 1 s.
+    sleep 2
     during=$(rss_kib)
     wait "$hp" || true
     awk -v b="$before" -v d="$during" -v n="$n" 'BEGIN { printf "%.2f", (d - b) / n }'

@@ -9,6 +9,14 @@ use std::process::ExitCode;
 
 const EX_USAGE: u8 = 64;
 
+/// jemalloc, not glibc's malloc: glibc kept a burst's peak for good (RSS
+/// stayed at the peak after thousands of connections closed) and grew and
+/// shrank its thread heaps with `mprotect` on the request path. Run-time
+/// options (purging on a background thread, one-second decay) are compiled
+/// in from `.cargo/config.toml`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lifeguard",

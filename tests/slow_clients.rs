@@ -496,15 +496,13 @@ async fn http2_zero_window_client_is_cut_at_send_timeout() {
 }
 
 /// 100 HTTP/1.1 clients that each ask a child-process lifeguard for 100 MiB
-/// and never read. Each holds about 1.3 MiB of the proxy's memory while it
-/// is stuck (the response buffered on its way, mostly hyper's read buffer
-/// on the app connection) — that used to last for as long as the client
-/// stayed. Now each is cut at `send_timeout` and its memory goes back to
-/// the allocator, which reuses it: three rounds in a row never add up
-/// (without the cut, each round would keep another ~130 MiB). What RSS
-/// reads right after a round is up to glibc: usually ~7 MiB over the start,
-/// at times most of the round's peak, kept in its arenas for reuse — so
-/// that is printed, not asserted.
+/// and never read. While stuck, each holds what is on its way: about
+/// 250 KiB (the app connection's read buffer and one chunk in hyper's write
+/// queue; the response body is held back while the client's socket is
+/// blocked, so hyper's queue does not fill to its 400 KiB). Each is cut at
+/// `send_timeout`, and its memory goes back to the OS (jemalloc purges
+/// freed pages within about a second): after every round RSS comes back
+/// to within a few MiB of where it started (6 asserted, about 2 to 4 seen), and three rounds never add up.
 #[tokio::test]
 async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
     const CLIENTS: usize = 100;
@@ -546,14 +544,30 @@ async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
             dropped.load(Ordering::SeqCst) == round * CLIENTS
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        rss.push(p.status_kib("VmRSS"));
+        // Freed pages go back to the OS after jemalloc's decay (1 s).
+        let start = rss[0];
+        let settle = Instant::now();
+        let mut now = p.status_kib("VmRSS");
+        while now > start + 2 * 1024 && settle.elapsed() < Duration::from_secs(8) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            now = p.status_kib("VmRSS");
+        }
+        rss.push(now);
         peaks.push(p.status_kib("VmHWM"));
         eprintln!(
-            "round {round}: RSS {} KiB before, {held} KiB with {CLIENTS} clients stuck, {} KiB once cut ({took:?} after connecting); peak so far {} KiB",
+            "round {round}: RSS {} KiB before, {held} KiB with {CLIENTS} clients stuck, {now} KiB {:?} after they were cut ({took:?} after connecting); peak so far {} KiB",
             rss[round - 1],
-            rss[round],
+            settle.elapsed(),
             peaks[round - 1],
+        );
+        assert!(
+            held < rss[round - 1] + 40 * 1024,
+            "{CLIENTS} stuck clients hold {} KiB: is the response body still held back while the client's socket is blocked?",
+            held - rss[round - 1]
+        );
+        assert!(
+            now <= start + 6 * 1024,
+            "round {round}: RSS {now} KiB 8 s after the cut, started at {start} KiB: memory not returned"
         );
         drop(clients);
     }
@@ -561,10 +575,6 @@ async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
     assert!(
         peak_last < peak1 + peak1 / 2,
         "memory adds up over rounds: peaks {peaks:?}"
-    );
-    assert!(
-        rss[ROUNDS] < peak1 + 16 * 1024,
-        "memory adds up over rounds: RSS {rss:?}, peaks {peaks:?}"
     );
     assert_eq!(
         raw_exchange(p.addr, ok, 5).await.response().status,

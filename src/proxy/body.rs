@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 /// The response body sent to the client.
 #[derive(Debug)]
@@ -97,6 +97,9 @@ impl Body for ProxyBody {
         let this = &mut *self;
         if let Some(w) = &this.send_watch {
             w.taken();
+        }
+        if let (ResponseInner::Upstream(_), Some(x)) = (&this.inner, &this.exchange) {
+            ready!(x.conn().poll_write_room(cx));
         }
         let polled = match &mut this.inner {
             ResponseInner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),

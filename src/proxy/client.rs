@@ -10,11 +10,12 @@
 use super::headers::ClientFacts;
 use crate::config::ClientConfig;
 use crate::metrics::{ClientTimeout, Metrics};
+use atomic_waker::AtomicWaker;
 use http::HeaderValue;
 use prometheus::IntCounter;
 use slab::Slab;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -51,7 +52,22 @@ pub struct ConnState {
     handed: Mutex<Slab<Arc<AtomicU64>>>,
     header_timeouts: IntCounter,
     send_timeouts: IntCounter,
+    /// HTTP/1: how long a keep-alive connection stays idle before its hyper
+    /// connection (and the buffers hyper keeps for it) is let go, in ms;
+    /// 0: never (HTTP/2).
+    release_ms: u64,
+    /// A request ended with its body not read to the end (hyper may still
+    /// be reading it): this connection's hyper state is never let go.
+    keep_buffers: AtomicBool,
+    /// HTTP/1: the response body waiting for the client's socket to take
+    /// bytes again ([`Self::poll_write_room`]).
+    write_room: AtomicWaker,
 }
+
+/// How long an HTTP/1 connection stays idle before its buffers are released
+/// (`server/conn.rs`): long enough that a busy connection never pays for a
+/// new hyper connection, short enough that an idle pool costs little.
+pub(super) const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Which client timeout expired.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +106,13 @@ impl ConnState {
             handed: Mutex::new(Slab::new()),
             header_timeouts: metrics.client_timeout_counter(ClientTimeout::Header),
             send_timeouts: metrics.client_timeout_counter(ClientTimeout::Send),
+            release_ms: if h2 {
+                0
+            } else {
+                RELEASE_IDLE_AFTER.as_millis() as u64
+            },
+            keep_buffers: AtomicBool::new(false),
+            write_room: AtomicWaker::new(),
         }
     }
 
@@ -125,8 +148,50 @@ impl ConnState {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             let now = self.now_ms();
             self.idle_since_ms.store(now, Ordering::SeqCst);
-            self.wake_if_earlier(now + self.idle_ms);
+            let next = match self.releasable() {
+                true => self.release_ms.min(self.idle_ms),
+                false => self.idle_ms,
+            };
+            self.wake_if_earlier(now + next);
         }
+    }
+
+    /// A request ends before hyper read its body to the end: hyper's state
+    /// of this connection must be kept as it is (see [`Self::release_at`]).
+    pub fn keep_buffers(&self) {
+        self.keep_buffers.store(true, Ordering::Release);
+    }
+
+    fn releasable(&self) -> bool {
+        self.release_ms != 0 && !self.keep_buffers.load(Ordering::Acquire)
+    }
+
+    /// HTTP/1: when this connection's hyper connection may be let go and
+    /// rebuilt on the next byte — only while truly idle: no request active,
+    /// no head arriving, no write blocked (hyper's write buffer is empty),
+    /// and every request body read to the end. `None`: not now.
+    pub fn release_at(&self) -> Option<Instant> {
+        if !self.releasable()
+            || self.active.load(Ordering::Acquire) > 0
+            || self.head_started_ms.load(Ordering::SeqCst) != 0
+            || self.write_blocked_ms.load(Ordering::SeqCst) != 0
+        {
+            return None;
+        }
+        let since = self.idle_since_ms.load(Ordering::SeqCst).max(1);
+        Some(self.at(since + self.release_ms))
+    }
+
+    /// When an idle connection is closed: `idle` after the last request
+    /// ended (or after it opened).
+    pub fn idle_deadline(&self, idle: Duration) -> Instant {
+        let since = self.idle_since_ms.load(Ordering::SeqCst).max(1);
+        self.at(since + idle.as_millis() as u64)
+    }
+
+    /// The instant of a stamp (milliseconds after `epoch`, plus one).
+    fn at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms.saturating_sub(1))
     }
 
     /// Called on every read from the client socket.
@@ -155,7 +220,26 @@ impl ConnState {
     pub fn write_progressed(&self) {
         if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
             self.write_blocked_ms.store(0, Ordering::SeqCst);
+            self.write_room.wake();
         }
+    }
+
+    /// HTTP/1 backpressure: `Pending` while a write to the client is
+    /// blocked. hyper takes the next chunk of a response body whenever its
+    /// own write queue has room (up to hundreds of KiB), whether or not the
+    /// socket does; a client that stops reading would make lifeguard hold
+    /// that much of the app's response for it. Holding the body back
+    /// instead keeps the app's bytes in the kernel's socket buffers, and
+    /// the app connection's flow control does the rest.
+    pub fn poll_write_room(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.h2 || self.write_blocked_ms.load(Ordering::SeqCst) == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.write_room.register(cx.waker());
+        if self.write_blocked_ms.load(Ordering::SeqCst) == 0 {
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
     }
 
     /// The send clock of one streamed response body on an HTTP/2
@@ -213,7 +297,7 @@ impl ConnState {
             self.send_timeouts.inc();
             return Ok(Expiry::SendTimeout);
         }
-        let at = |ms: u64| self.epoch + Duration::from_millis(ms - 1);
+        let at = |ms: u64| self.at(ms);
         let earliest = |wake: Instant| send_deadline.map_or(wake, |d| wake.min(at(d)));
         if self.active.load(Ordering::Acquire) > 0 {
             return Err(earliest(Instant::now() + idle));

@@ -30,6 +30,18 @@ struct Lease {
     settings: PoolSettings,
 }
 
+/// How far the client's request body was read (hyper's connection may be
+/// let go when idle only once no body is left half read: `server/conn.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBody {
+    /// None, or read to the end (buffered).
+    Read,
+    /// Streamed to the app: read to the end once the app got all of it.
+    Streamed,
+    /// Not read (answered before the body was looked at).
+    Unread,
+}
+
 #[derive(Debug)]
 pub struct Exchange {
     shared: Arc<Shared>,
@@ -45,6 +57,7 @@ pub struct Exchange {
     pub retries: u32,
     /// Answered with the maintenance page (logged as `error=maintenance`).
     pub maintenance: bool,
+    pub request_body: RequestBody,
 }
 
 impl Exchange {
@@ -64,11 +77,16 @@ impl Exchange {
             bytes_out: 0,
             retries: 0,
             maintenance: false,
+            request_body: RequestBody::Unread,
         }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    pub fn conn(&self) -> &ConnState {
+        &self.conn
     }
 
     pub fn ticket(&self) -> &Ticket {
@@ -118,8 +136,16 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        self.conn.request_finished();
         let e = self.ticket.entry();
+        let body_read = match self.request_body {
+            RequestBody::Read => true,
+            RequestBody::Streamed => e.body_sent_at().is_some(),
+            RequestBody::Unread => false,
+        };
+        if !body_read {
+            self.conn.keep_buffers();
+        }
+        self.conn.request_finished();
         let outcome = match self.outcome {
             Outcome::InProgress => "client_gone",
             Outcome::Complete => "complete",

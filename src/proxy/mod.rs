@@ -28,7 +28,7 @@ use crate::runtime::{Shared, Snapshot};
 use crate::upstream::{self, Outstanding, PooledConn, StreamingBody, UpstreamBody};
 use body::ProxyBody;
 use bytes::Bytes;
-use exchange::Exchange;
+use exchange::{Exchange, RequestBody};
 use failure::{on_app_failure, on_connect_failure};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -81,6 +81,9 @@ async fn serve(
         conn.peer,
     ));
     let mut exchange = Exchange::new(shared.clone(), ticket, conn.clone());
+    if req.body().is_end_stream() {
+        exchange.request_body = RequestBody::Read;
+    }
     // One atomic load while maintenance is off; checked only as a request
     // arrives, so requests already in flight finish normally.
     if shared.maintenance.is_on() {
@@ -129,6 +132,10 @@ async fn forward(
     let entry = x.ticket().entry().clone();
     let (pending, upgrade, resendable) = prepare(snap, conn, req, &entry).await?;
     let replayable = !matches!(pending.body(), UpstreamBody::Streaming(_));
+    x.request_body = match replayable {
+        true => RequestBody::Read,
+        false => RequestBody::Streamed,
+    };
     let request_stalled = pending.body().stall_flag();
     let mut plan = RetryPlan::new(&snap.config, shared, resendable, replayable);
     let sent = send(shared, snap, pending, &mut plan, x.ticket()).await;

@@ -19,6 +19,7 @@ use crate::metrics::{ClientProtocolError, Metrics};
 use crate::proxy::{self, ConnState, Expiry};
 use crate::runtime::Shared;
 use crate::shutdown::Phase;
+use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,16 +38,29 @@ use tokio::time::Instant;
 const PREFACE: &[u8; PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves one plain-TCP client connection until it closes.
+///
+/// Until its first bytes arrive, a connection costs its socket, a 24-byte
+/// buffer and a timer: everything else (the connection's state, hyper and
+/// its buffers) is built, boxed, once there is something to serve, so a
+/// client that connects and sends nothing (a preconnecting browser, a
+/// health checker, a scanner) holds almost nothing.
 pub(super) async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let client = shared.snapshot.load().config.client.clone();
+    let (idle, header) = {
+        let snap = shared.snapshot.load();
+        (
+            snap.config.client.idle_timeout,
+            snap.config.client.header_timeout,
+        )
+    };
     let _ = stream.set_nodelay(true);
     let mut prefix = [0u8; PREFACE_LEN];
     let mut phase = shared.phase.subscribe();
-    let Some(n) = sniff(&mut stream, &mut prefix, &client, &mut phase).await else {
+    let Some(n) = sniff(&mut stream, &mut prefix, idle, header, &mut phase).await else {
         return;
     };
     let h2 = n == PREFACE_LEN && prefix == *PREFACE;
-    serve_io(stream, prefix, n, h2, peer, "http", shared, client).await;
+    let first = Bytes::copy_from_slice(&prefix[..n]);
+    Box::pin(serve_io(stream, first, h2, peer, "http", shared)).await;
 }
 
 /// Reads just enough to tell the HTTP/2 preface from an HTTP/1 request line.
@@ -56,11 +70,12 @@ pub(super) async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: A
 async fn sniff(
     stream: &mut TcpStream,
     buf: &mut [u8; PREFACE_LEN],
-    client: &ClientConfig,
+    idle: Duration,
+    header: Duration,
     phase: &mut watch::Receiver<Phase>,
 ) -> Option<usize> {
     let first = tokio::select! {
-        r = tokio::time::timeout(client.idle_timeout, stream.read(buf)) => r,
+        r = tokio::time::timeout(idle, stream.read(buf)) => r,
         _ = phase.wait_for(|p| *p >= Phase::Closing) => return None,
     };
     let mut n = match first {
@@ -68,7 +83,7 @@ async fn sniff(
         Ok(Ok(n)) => n,
     };
     while n < PREFACE_LEN && buf[..n] == PREFACE[..n] {
-        match tokio::time::timeout(client.header_timeout, stream.read(&mut buf[n..])).await {
+        match tokio::time::timeout(header, stream.read(&mut buf[n..])).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
             Ok(Ok(more)) => n += more,
         }
@@ -99,80 +114,173 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
 /// garbage must not become a flood of log lines; the counter counts all).
 const REJECT_LOG_PER_SECOND: u32 = 50;
 
-/// Serves a connection over any transport (plain TCP, or TLS later).
-#[allow(clippy::too_many_arguments)]
+/// Serves a connection over any transport (plain TCP, or TLS later), whose
+/// `first` bytes were already read (replayed to hyper).
 pub(super) async fn serve_io<I>(
     io: I,
-    prefix: [u8; PREFACE_LEN],
-    prefix_len: usize,
+    first: Bytes,
     h2: bool,
     peer: SocketAddr,
     proto: &'static str,
     shared: Arc<Shared>,
-    client: ClientConfig,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let client = shared.snapshot.load().config.client.clone();
     let state = Arc::new(ConnState::new(
         peer,
         proto,
         h2,
-        prefix_len > 0,
+        !first.is_empty(),
         &client,
         &shared.metrics, // client_timeouts_total
     ));
-    let (lent, mut back) = Lent::new(io);
-    let io = TokioIo::new(TrackedIo::new(lent, state.clone(), prefix, prefix_len));
-    let phase = shared.phase.subscribe();
-    let svc_state = state.clone();
-    let svc_shared = shared.clone();
-    let end = if h2 {
-        let resets = Arc::new(ResetBudget::default());
-        let budget = resets.clone();
-        let svc = service_fn(move |req| {
-            let guard = StreamGuard(Some(budget.clone()));
-            let served = proxy::handle(svc_shared.clone(), svc_state.clone(), req);
-            async move {
-                let resp = served.await;
-                guard.disarm();
-                resp
-            }
-        });
-        let mut b = http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .max_concurrent_streams(client.http2_max_streams)
-            .max_header_list_size(client.max_header_size as u32)
-            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
-            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
-        let conn = b.serve_connection(io, svc);
-        let watch = Watch {
-            state: &state,
-            client: &client,
-            metrics: &shared.metrics,
-            resets: Some(&resets),
-        };
-        drive(conn, |c| c.graceful_shutdown(), watch, phase.clone()).await
-    } else {
-        let svc = service_fn(move |req| proxy::handle(svc_shared.clone(), svc_state.clone(), req));
-        let mut b = http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_header_size(client.max_header_size)
-            .keep_alive(true);
-        let conn = b.serve_connection(io, svc).with_upgrades();
-        let watch = Watch {
-            state: &state,
-            client: &client,
-            metrics: &shared.metrics,
-            resets: None,
-        };
-        drive(conn, |c| c.graceful_shutdown(), watch, phase.clone()).await
-    };
-    // hyper's connection is gone; unless an upgrade took the socket, it is back.
-    let Ok(returned) = back.try_recv() else {
+    let mut phase = shared.phase.subscribe();
+    if h2 {
+        let (lent, mut back) = Lent::new(io);
+        let served = serve_h2(lent, first, &state, &shared, &client, phase.clone());
+        let end = Box::pin(served).await;
+        if let Ok(returned) = back.try_recv() {
+            close(returned, end, h2, peer, &shared, &client, phase).await;
+        }
         return;
+    }
+    let (mut io, mut replay) = (io, first);
+    loop {
+        let (lent, mut back) = Lent::new(io);
+        // hyper's connection and its buffers live in this box, and go with
+        // it when an idle connection is let go.
+        let served = serve_h1(lent, replay, &state, &shared, &client, phase.clone());
+        let (end, unread) = Box::pin(served).await;
+        // hyper's connection is gone; unless an upgrade took the socket, it is back.
+        let Ok(returned) = back.try_recv() else {
+            return;
+        };
+        if !matches!(end, End::Released) {
+            close(returned, end, h2, peer, &shared, &client, phase).await;
+            return;
+        }
+        io = returned.io;
+        replay = if unread.is_empty() {
+            // An empty `Bytes` from hyper still holds its read buffer.
+            drop(unread);
+            match next_bytes(&mut io, &state, client.idle_timeout, &mut phase).await {
+                Some(bytes) => bytes,
+                None => return,
+            }
+        } else {
+            unread
+        };
+        state.bytes_arrived();
+    }
+}
+
+/// An HTTP/2 connection, served until it ends.
+async fn serve_h2<I>(
+    lent: Lent<I>,
+    first: Bytes,
+    state: &Arc<ConnState>,
+    shared: &Arc<Shared>,
+    client: &ClientConfig,
+    phase: watch::Receiver<Phase>,
+) -> End
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(TrackedIo::new(lent, state.clone(), first));
+    let resets = Arc::new(ResetBudget::default());
+    let budget = resets.clone();
+    let (svc_state, svc_shared) = (state.clone(), shared.clone());
+    let svc = service_fn(move |req| {
+        let guard = StreamGuard(Some(budget.clone()));
+        let served = proxy::handle(svc_shared.clone(), svc_state.clone(), req);
+        async move {
+            let resp = served.await;
+            guard.disarm();
+            resp
+        }
+    });
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(client.http2_max_streams)
+        .max_header_list_size(client.max_header_size as u32)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
+    let conn = b.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let watch = Watch {
+        state,
+        client,
+        metrics: &shared.metrics,
+        resets: Some(&resets),
+        release: false,
     };
-    close(returned, end, h2, peer, &shared, &client, phase).await;
+    drive(conn, |c| c.graceful_shutdown(), watch, phase).await
+}
+
+/// An HTTP/1 connection, served until it ends or, idle, is let go
+/// (`End::Released`, with the bytes hyper had read and not parsed yet).
+async fn serve_h1<I>(
+    lent: Lent<I>,
+    replay: Bytes,
+    state: &Arc<ConnState>,
+    shared: &Arc<Shared>,
+    client: &ClientConfig,
+    phase: watch::Receiver<Phase>,
+) -> (End, Bytes)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(TrackedIo::new(lent, state.clone(), replay));
+    let (svc_state, svc_shared) = (state.clone(), shared.clone());
+    let svc = service_fn(move |req| proxy::handle(svc_shared.clone(), svc_state.clone(), req));
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_header_size(client.max_header_size)
+        .keep_alive(true);
+    let mut conn = b.serve_connection(io, svc).with_upgrades();
+    let watch = Watch {
+        state,
+        client,
+        metrics: &shared.metrics,
+        resets: None,
+        release: true,
+    };
+    let end = drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), watch, phase).await;
+    if !matches!(end, End::Released) {
+        return (end, Bytes::new());
+    }
+    match conn.into_parts() {
+        // Dropping the parts hands the socket back (`Lent`).
+        Some(parts) => (end, parts.read_buf),
+        None => (End::Served(Ok(())), Bytes::new()),
+    }
+}
+
+/// Waits, holding no buffer but a few bytes, for the next request on an idle
+/// HTTP/1 connection whose hyper connection was let go. `None`: the client
+/// closed, the idle timeout passed, or the process is closing — then the
+/// connection closes as hyper would have closed it.
+async fn next_bytes<I>(
+    io: &mut I,
+    state: &ConnState,
+    idle: Duration,
+    phase: &mut watch::Receiver<Phase>,
+) -> Option<Bytes>
+where
+    I: AsyncRead + Unpin,
+{
+    let mut buf = [0u8; PREFACE_LEN];
+    let deadline = state.idle_deadline(idle);
+    let read = tokio::select! {
+        r = tokio::time::timeout_at(deadline, io.read(&mut buf)) => r,
+        _ = phase.wait_for(|p| *p >= Phase::Closing) => return None,
+    };
+    match read {
+        Ok(Ok(n)) if n > 0 => Some(Bytes::copy_from_slice(&buf[..n])),
+        _ => None,
+    }
 }
 
 /// How hyper's connection ended.
@@ -186,6 +294,9 @@ enum End {
     Idle,
     /// An HTTP/2 client went on resetting streams after its GOAWAY.
     ResetFlood,
+    /// HTTP/1: idle for `RELEASE_IDLE_AFTER`; hyper's connection is let go
+    /// (the socket stays open) and built again on the next byte.
+    Released,
     /// The client accepted no response byte for `client.send_timeout`.
     SendTimeout,
 }
@@ -197,14 +308,17 @@ struct Watch<'a> {
     metrics: &'a Metrics,
     /// HTTP/2: the client's resets of accepted streams.
     resets: Option<&'a ResetBudget>,
+    /// HTTP/1: return `End::Released` once the connection has been idle
+    /// for `RELEASE_IDLE_AFTER`.
+    release: bool,
 }
 
 /// Runs a hyper connection to completion, closing it when idle too long, when
 /// a request head is too slow, when an HTTP/2 client resets too many streams,
-/// or (gracefully) when the process is closing. The connection is dropped on
-/// return, which hands the socket back (`Lent`).
+/// or (gracefully) when the process is closing; or, HTTP/1, when it has
+/// been idle long enough to be let go (`End::Released`).
 async fn drive<C>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     shutdown: impl Fn(Pin<&mut C>),
     w: Watch<'_>,
     mut phase: watch::Receiver<Phase>,
@@ -213,7 +327,6 @@ where
     C: Future<Output = Result<(), hyper::Error>>,
 {
     let (state, client) = (w.state, w.client);
-    tokio::pin!(conn);
     let mut closing = false;
     let mut flooded = false;
     if *phase.borrow_and_update() >= Phase::Closing {
@@ -239,6 +352,14 @@ where
                 Instant::now() + client.idle_timeout
             }
             Err(at) => at,
+        };
+        let wake = match state.release_at() {
+            Some(at) if w.release && !closing && at <= Instant::now() => {
+                tracing::trace!(peer = %state.peer, "idle: hyper's connection let go until the next request");
+                return End::Released;
+            }
+            Some(at) if w.release && !closing => wake.min(at),
+            _ => wake,
         };
         state.sleeping_until(wake);
         tokio::select! {

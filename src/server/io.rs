@@ -1,10 +1,12 @@
-//! The client socket as hyper sees it: replays the bytes read while sniffing
-//! for the HTTP/2 preface, notes when a new request head starts arriving
+//! The client socket as hyper sees it: replays the bytes read before hyper
+//! took the socket (while sniffing for the HTTP/2 preface, or waiting on an
+//! idle connection whose hyper connection was let go), notes when a new request head starts arriving
 //! on an idle connection (the header-timeout clock, see `conn.rs`), and
 //! when writes to the client block and progress again (the send-timeout
 //! clock: a client that stops reading is cut after `client.send_timeout`).
 
 use crate::proxy::ConnState;
+use bytes::{Buf, Bytes};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,24 +20,16 @@ pub(super) const PREFACE_LEN: usize = 24;
 pub(super) struct TrackedIo<T> {
     inner: T,
     state: Arc<ConnState>,
-    prefix: [u8; PREFACE_LEN],
-    prefix_pos: usize,
-    prefix_len: usize,
+    /// Read from the socket already; hyper gets these first.
+    replay: Bytes,
 }
 
 impl<T> TrackedIo<T> {
-    pub(super) fn new(
-        inner: T,
-        state: Arc<ConnState>,
-        prefix: [u8; PREFACE_LEN],
-        prefix_len: usize,
-    ) -> Self {
+    pub(super) fn new(inner: T, state: Arc<ConnState>, replay: Bytes) -> Self {
         TrackedIo {
             inner,
             state,
-            prefix,
-            prefix_pos: 0,
-            prefix_len,
+            replay,
         }
     }
 }
@@ -47,10 +41,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.prefix_pos < this.prefix_len {
-            let n = (this.prefix_len - this.prefix_pos).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.prefix_pos..this.prefix_pos + n]);
-            this.prefix_pos += n;
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.advance(n);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

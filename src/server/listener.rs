@@ -79,8 +79,11 @@ pub async fn accept_loop(
                     // Debug level for the same reason as the request span.
                     let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
                     tokio::spawn(async move {
+                        // Boxed: a TLS handshake's state is large, and the task
+                        // of a plain connection must stay small until its first
+                        // byte (`conn::serve_tcp`).
                         match tls {
-                            Some(tls) => super::tls::serve(stream, peer, shared.clone(), tls).await,
+                            Some(tls) => Box::pin(super::tls::serve(stream, peer, shared.clone(), tls)).await,
                             None => conn::serve_tcp(stream, peer, shared.clone()).await,
                         }
                         shared.metrics.connections_open.dec();

@@ -9,7 +9,6 @@
 //! authenticated with; new sessions get the rotated one.
 
 use super::conn;
-use super::io::PREFACE_LEN;
 use crate::runtime::{CertResolver, Shared};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +51,5 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tls
         }
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    let prefix = [0u8; PREFACE_LEN];
-    conn::serve_io(stream, prefix, 0, h2, peer, "https", shared, client).await;
+    conn::serve_io(stream, bytes::Bytes::new(), h2, peer, "https", shared).await;
 }

@@ -168,3 +168,58 @@ async fn idle_connections_outlive_header_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(app.hits(), 2);
 }
+
+/// An HTTP/1 connection idle for a second has its hyper connection (and
+/// its buffers) let go; the next bytes build a new one. Whatever comes next
+/// is served as on a connection that never rested: a request with a body,
+/// a head that arrives in pieces, two pipelined requests in one write.
+#[tokio::test]
+async fn a_connection_at_rest_serves_what_comes_next() {
+    let (app, proxy) = echo_proxy("client:\n  idle_timeout: 10s\n").await;
+    let rest = Duration::from_millis(1300);
+    let (mut s, r) =
+        connect_and_exchange(proxy.addr(), b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(rest).await;
+    let r = exchange_on(
+        &mut s,
+        b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!((r.status, json(&r)["body_len"].as_u64()), (200, Some(5)));
+    tokio::time::sleep(rest).await;
+    s.write_all(b"GE").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = exchange_on(&mut s, b"T /c HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!((r.status, json(&r)["path"].as_str()), (200, Some("/c")));
+    tokio::time::sleep(rest).await;
+    s.write_all(b"GET /d HTTP/1.1\r\nHost: a\r\n\r\nGET /e HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (bytes, _) = read_for(&mut s, Duration::from_millis(1500)).await;
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert!(text.contains("/d") && text.contains("/e"), "{text}");
+    assert_eq!(app.hits(), 5);
+}
+
+/// Letting go of an idle connection's buffers changes none of its clocks:
+/// it is still closed `idle_timeout` after its last request ended, and a
+/// head that starts after the rest still gets `header_timeout` and a 408.
+#[tokio::test]
+async fn a_connection_at_rest_keeps_its_timeouts() {
+    let idle = Duration::from_millis(2500);
+    let (_app, proxy) =
+        echo_proxy("client:\n  idle_timeout: 2500ms\n  header_timeout: 300ms\n").await;
+    let (mut s, r) = connect_and_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_closed_after(&mut s, idle, "idle keep-alive connection at rest").await;
+
+    let (mut s, r) = connect_and_exchange(proxy.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    assert_408_then_closed_after(&mut s, TIMEOUT, "slow head after a rest").await;
+}
