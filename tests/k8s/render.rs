@@ -35,6 +35,26 @@ pub(crate) fn tools() -> &'static Path {
     })
 }
 
+/// The directory of prometheus and promtool (scripts/install-prometheus.sh,
+/// once per test process).
+pub(crate) fn prometheus_tools() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/install-prometheus.sh"))
+            .output()
+            .expect("run scripts/install-prometheus.sh");
+        assert!(
+            out.status.success(),
+            "scripts/install-prometheus.sh failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        PathBuf::from(stdout.lines().last().expect("bin dir").trim())
+    })
+}
+
 fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd
         .output()
