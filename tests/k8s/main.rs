@@ -15,6 +15,9 @@
 //!   alerts.rs: `promtool check rules` and `promtool test rules`
 //!   (tests/k8s/alerts.test.yaml) on the chart's and deploy/'s alerts, their
 //!   runbook links, the two rule sets kept the same.
+//! - `prometheus_fires_the_crash_alerts_with_the_operators_labels`: a real
+//!   Prometheus scrapes a live lifeguard with the Operator's PodMonitor
+//!   relabelling and the chart's rules while a real Node app crashes.
 //! - `pod_lifecycle_*`: kubelet played on this machine for the rendered pod,
 //!   under load, for each sidecar mode: no client request may fail.
 //!
@@ -36,3 +39,4 @@ mod migration;
 mod monitoring;
 mod pod_lifecycle;
 mod pods;
+mod prometheus;
