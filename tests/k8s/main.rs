@@ -40,3 +40,4 @@ mod monitoring;
 mod pod_lifecycle;
 mod pods;
 mod prometheus;
+mod subchart;

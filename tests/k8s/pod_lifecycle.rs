@@ -16,7 +16,7 @@ async fn helm_for_simulation(values: &'static str) -> render::Rendered {
         .unwrap()
 }
 
-fn assert_clean_shutdown(label: &str, r: &lifecycle::Report) {
+pub(crate) fn assert_clean_shutdown(label: &str, r: &lifecycle::Report) {
     let summary = format!(
         "{label}: {} ok ({} after termination started), hook {:?} -> {}, app SIGTERM at {:?} (/admin/drained: {}), app exit {:?}, lifeguard exit {:?}",
         r.ok, r.ok_after_termination_started, r.hook_took, r.hook_result,

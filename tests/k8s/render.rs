@@ -91,6 +91,31 @@ pub(crate) fn helm_template_error(sets: &[&str], extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `helm template demo <chart>` of another chart (e.g. an app chart with
+/// helm/lifeguard as a dependency), with `--set` overrides.
+pub(crate) fn helm_template_chart(chart: &Path, sets: &[&str]) -> Rendered {
+    let mut cmd = helm_command(None, sets);
+    // The chart argument of helm_command is replaced: helm takes the last.
+    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let bin = tools();
+    let helm_home = bin.parent().expect("tools dir").join("helm");
+    let mut own = Command::new(bin.join("helm"));
+    own.env("HELM_CACHE_HOME", helm_home.join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.join("config"))
+        .env("HELM_DATA_HOME", helm_home.join("data"));
+    for a in args {
+        if a == repo().join("helm/lifeguard").as_os_str() {
+            own.arg(chart);
+        } else {
+            own.arg(a);
+        }
+    }
+    cmd = own;
+    let name = format!("helm {} {}", chart.display(), sets.join(" "));
+    let text = run(&mut cmd, &name);
+    Rendered::parse(name.trim(), &text)
+}
+
 fn helm_command(values: Option<&str>, sets: &[&str]) -> Command {
     let bin = tools();
     let helm_home = bin.parent().expect("tools dir").join("helm");
