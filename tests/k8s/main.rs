@@ -33,6 +33,7 @@ mod render;
 
 // The tests, by topic.
 mod alerts;
+mod component;
 mod dockerfile;
 mod manifests;
 mod migration;
