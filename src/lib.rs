@@ -3,12 +3,13 @@
 //!
 //! Floors, from the ground up; a module imports only from floors below it:
 //! `config` (pure values) → `error`, `metrics`, `inflight`, `logging`,
-//! `shutdown` (leaves) → `upstream` → `runtime` → `proxy` → `server` →
+//! `shutdown`, `inject` (leaves) → `upstream` → `runtime` → `proxy` → `server` →
 //! `control` → `admin` → `app` (assembly) and the CLI commands.
 
 pub mod config;
 pub mod error;
 pub mod inflight;
+pub mod inject;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
@@ -27,6 +28,7 @@ pub mod admin;
 
 pub mod app;
 pub mod drain_cmd;
+pub mod inject_cmd;
 
 /// What the fuzz targets in `fuzz/` (and `tests/fuzz_regressions.rs`, which
 /// replays their findings) reach that is not public otherwise. Thin wrappers

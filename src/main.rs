@@ -1,5 +1,6 @@
 //! Command line: `lifeguard [--config PATH]` runs the proxy; `check`
-//! validates a config; `drain` drains a running lifeguard (preStop hook).
+//! validates a config; `drain` drains a running lifeguard (preStop hook);
+//! `inject` adds lifeguard to Kubernetes manifests (no config needed).
 //! Exit 64 (EX_USAGE) on a bad config.
 
 use clap::{Parser, Subcommand};
@@ -41,10 +42,16 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Add lifeguard to the workloads of Kubernetes YAML (stdin or -f), or
+    /// take it out (--uninject); the result goes to stdout.
+    Inject(lifeguard::inject_cmd::InjectArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Inject(args)) = &cli.command {
+        return lifeguard::inject_cmd::run(args);
+    }
     let Ok(config) = Config::load_or_report(&cli.config) else {
         return ExitCode::from(EX_USAGE);
     };
@@ -58,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
+    let result = match cli.command.take() {
         Some(Command::Check) => {
             for w in config.warnings() {
                 eprintln!("warning: {w}");
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
         Some(Command::Drain { no_wait }) => runtime
             .block_on(lifeguard::drain_cmd::run(&config, !no_wait))
             .map(|drained| i32::from(!drained)),
+        // Handled before the config is loaded (it needs none).
+        Some(Command::Inject(args)) => return lifeguard::inject_cmd::run(&args),
         None => {
             let _log = lifeguard::logging::init(&config.log);
             runtime.block_on(lifeguard::app::run(config))

@@ -4,6 +4,12 @@
 //! and endpoint addresses from the config. Children for the closed sets are
 //! resolved once at startup, so the request path takes no lock and hashes no
 //! labels.
+//!
+//! No label is named like one a scraper sets on its own: the Prometheus
+//! Operator sets `endpoint` (the scrape port's name), `namespace`, `pod`,
+//! `container`, `service`, `job` and `instance` on every series, and renames
+//! a metric label that collides to `exported_<name>`. An app endpoint's
+//! address is therefore labelled `upstream`.
 
 use crate::error::ProxyError;
 use http::Method;
@@ -12,6 +18,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
+
+/// The label holding an app endpoint's address (see the module doc).
+pub const UPSTREAM: &str = "upstream";
 
 /// Methods with their own label value; anything else is `other`.
 const METHODS: [&str; 10] = [
@@ -540,7 +549,7 @@ impl Families {
                 "Duration of active health probes.",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
-            &["endpoint"],
+            &[UPSTREAM],
         )
         .expect("valid metric");
         let last_reload_success = Gauge::new(
@@ -564,11 +573,11 @@ impl Families {
         Families {
             requests: counter_vec(r, "requests_total", "Requests answered, by method and status class.", &["method", "code_class"]),
             synthesized: counter_vec(r, "synthesized_responses_total", "Responses lifeguard wrote itself instead of the app, by reason.", &["reason"]),
-            failures: counter_vec(r, "upstream_failures_total", "Failed exchanges with the app, by endpoint and kind.", &["endpoint", "kind"]),
-            endpoint_up: gauge_vec(r, "app_endpoint_up", "1 if the app endpoint is up, 0 if down or not yet probed.", &["endpoint"]),
-            state_changes: counter_vec(r, "app_endpoint_state_changes_total", "Health state changes of app endpoints, by new state.", &["endpoint", "to"]),
-            probes: counter_vec(r, "health_probes_total", "Active health probes, by endpoint and result.", &["endpoint", "result"]),
-            crashes: counter_vec(r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &["endpoint"]),
+            failures: counter_vec(r, "upstream_failures_total", "Failed exchanges with the app, by endpoint and kind.", &[UPSTREAM, "kind"]),
+            endpoint_up: gauge_vec(r, "app_endpoint_up", "1 if the app endpoint is up, 0 if down or not yet probed.", &[UPSTREAM]),
+            state_changes: counter_vec(r, "app_endpoint_state_changes_total", "Health state changes of app endpoints, by new state.", &[UPSTREAM, "to"]),
+            probes: counter_vec(r, "health_probes_total", "Active health probes, by endpoint and result.", &[UPSTREAM, "result"]),
+            crashes: counter_vec(r, "app_crashes_total", "App connections lost with requests in flight (crash reports), by endpoint.", &[UPSTREAM]),
             reloads: counter_vec(r, "config_reloads_total", "Config reload attempts, by result.", &["result"]),
             tls: counter_vec(r, "tls_certificate_reloads_total", "TLS certificate files found changed, by result (success: now served; invalid: rejected, the old one stays).", &["result"]),
             client_protocol: counter_vec(r, "client_protocol_errors_total", "Client connections ended for a protocol error before any request reached the proxy (malformed or oversized head, header timeout, HTTP/2 reset flood), by kind.", &["kind"]),
@@ -612,7 +621,7 @@ mod tests {
         m.tls_cert_reload(true);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
-            text.contains("lifeguard_app_endpoint_state_changes_total{endpoint=\"e\",to=\"up\"} 1"),
+            text.contains("lifeguard_app_endpoint_state_changes_total{to=\"up\",upstream=\"e\"} 1"),
             "{text}"
         );
         assert!(
@@ -638,6 +647,46 @@ mod tests {
         ));
     }
 
+    /// No metric label may collide with a target label the Prometheus
+    /// Operator (or Prometheus itself) sets: it would be renamed
+    /// `exported_<name>` and the alerts would read the wrong one.
+    #[test]
+    fn no_label_collides_with_a_scraper_label() {
+        const SCRAPER: [&str; 8] = [
+            "endpoint",
+            "namespace",
+            "pod",
+            "container",
+            "service",
+            "job",
+            "instance",
+            "exported_endpoint",
+        ];
+        let m = Metrics::new();
+        let e = m.register_endpoint("127.0.0.1:3000");
+        e.failure(ProxyError::AppRefused);
+        let text = String::from_utf8(m.render()).unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((_, rest)) = line.split_once('{') else {
+                continue;
+            };
+            let labels = rest.split_once('}').map_or("", |(l, _)| l);
+            for pair in labels.split("\",") {
+                if let Some((name, _)) = pair.split_once('=') {
+                    names.insert(name.trim_start_matches(',').to_owned());
+                }
+            }
+        }
+        assert!(names.contains(UPSTREAM), "{names:?}");
+        for n in &names {
+            assert!(
+                !SCRAPER.contains(&n.as_str()),
+                "label {n} collides: {names:?}"
+            );
+        }
+    }
+
     #[test]
     fn renders_prometheus_text_with_prefix() {
         let m = Metrics::new();
@@ -658,7 +707,7 @@ mod tests {
         assert!(text.contains("lifeguard_requests_total{code_class=\"5xx\",method=\"other\"} 1"));
         assert!(text.contains("lifeguard_synthesized_responses_total{reason=\"app_crashed\"} 1"));
         assert!(text.contains(
-            "lifeguard_upstream_failures_total{endpoint=\"127.0.0.1:3000\",kind=\"refused\"} 1"
+            "lifeguard_upstream_failures_total{kind=\"refused\",upstream=\"127.0.0.1:3000\"} 1"
         ));
         assert!(text.contains("lifeguard_build_info{version=\""));
         m.forget_endpoint("127.0.0.1:3000");

@@ -570,7 +570,7 @@ async fn early_answer_to_an_upload_reaches_the_client_and_is_no_crash() {
     let exp = scrape(proxy.admin()).await;
     let ep = app.addr.to_string();
     assert_eq!(
-        exp.get("lifeguard_app_crashes_total", &[("endpoint", ep.as_str())]),
+        exp.get("lifeguard_app_crashes_total", &[("upstream", ep.as_str())]),
         0.0
     );
 }
@@ -617,13 +617,13 @@ async fn early_answer_cut_short_is_a_failure_but_no_crash() {
     let failures = move || async move {
         scrape(admin).await.get(
             "lifeguard_upstream_failures_total",
-            &[("endpoint", ep), ("kind", "reset_after_response")],
+            &[("upstream", ep), ("kind", "reset_after_response")],
         ) == 1.0
     };
     eventually_async(Duration::from_secs(5), "the cut answer counted", failures).await;
     let exp = scrape(proxy.admin()).await;
     assert_eq!(
-        exp.get("lifeguard_app_crashes_total", &[("endpoint", ep)]),
+        exp.get("lifeguard_app_crashes_total", &[("upstream", ep)]),
         0.0,
         "an app that answered was reported as a crash"
     );
@@ -667,7 +667,7 @@ async fn app_that_rejects_a_method_and_closes_is_heard_and_no_crash() {
     let exp = scrape(proxy.admin()).await;
     let ep = app.addr.to_string();
     assert_eq!(
-        exp.get("lifeguard_app_crashes_total", &[("endpoint", ep.as_str())]),
+        exp.get("lifeguard_app_crashes_total", &[("upstream", ep.as_str())]),
         0.0,
         "an app that answered and closed was reported as a crash"
     );

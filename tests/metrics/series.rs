@@ -97,13 +97,13 @@ async fn every_series_exists_from_the_start_and_reads_zero() {
         assert_eq!(
             exp.get(
                 "lifeguard_upstream_failures_total",
-                &[("endpoint", ep), ("kind", k)]
+                &[("upstream", ep), ("kind", k)]
             ),
             0.0
         );
     }
     assert_eq!(
-        exp.get("lifeguard_app_crashes_total", &[("endpoint", ep)]),
+        exp.get("lifeguard_app_crashes_total", &[("upstream", ep)]),
         0.0
     );
     for r in ["success", "invalid", "unchanged", "error"] {

@@ -176,6 +176,97 @@ exec:
 {{- end -}}
 {{- end -}}
 
+{{/* lifeguard's volumes: config, admin token, TLS, the flag-file directory. */}}
+{{- define "lifeguard.volumes" -}}
+- name: lifeguard-config
+  configMap:
+    name: {{ include "lifeguard.fullname" . }}-config
+{{- if .Values.lifeguard.adminToken.enabled }}
+- name: lifeguard-admin-token
+  secret:
+    secretName: {{ include "lifeguard.tokenSecretName" . }}
+    items:
+      - key: {{ .Values.lifeguard.adminToken.key }}
+        path: token
+{{- end }}
+{{- if .Values.lifeguard.tls.enabled }}
+- name: lifeguard-tls
+  secret:
+    secretName: {{ .Values.lifeguard.tls.secretName }}
+{{- end }}
+{{- if .Values.lifeguard.maintenanceFlagFile.enabled }}
+- name: lifeguard-run
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
+{{- end -}}
+
+{{/*
+lifeguard.sidecar: lifeguard in the pods of your own chart, with this chart
+as a dependency (`app.enabled: false`: no demo app, no Deployment or Service
+of its own; it renders lifeguard's ConfigMap, admin token Secret and the
+optional monitoring). Call it with the subchart's context
+(`.Subcharts.lifeguard`) and your pod's lists; it renders these keys of the
+pod spec: terminationGracePeriodSeconds (fits lifeguard's drain),
+initContainers (yours; lifeguard last in native mode), containers (yours,
+the first one being the app, which gets the preStop hook that waits for
+lifeguard's drain unless it has its own; lifeguard last in classic mode) and
+volumes (yours, then lifeguard's):
+
+  spec:
+    template:
+      spec:
+        {{- $app := fromYaml (include "shop.appContainer" .) }}
+        {{- include "lifeguard.sidecar" (dict "lifeguard" .Subcharts.lifeguard
+              "containers" (list $app) "initContainers" .Values.initContainers
+              "volumes" .Values.volumes) | nindent 6 }}
+
+The app's port is the subchart's `app.port` (lifeguard's app endpoint);
+lifeguard's own port is named `http` (give the app's port another name) and
+your Service targets it. The hook's client is `app.preStop.client`
+(`httpGet` needs none in the app's image). See the chart's README.
+*/}}
+{{- define "lifeguard.sidecar" -}}
+{{- $lg := .lifeguard -}}
+{{- if not $lg -}}
+{{- fail "lifeguard.sidecar: pass the subchart's context as \"lifeguard\" (e.g. .Subcharts.lifeguard)" -}}
+{{- end -}}
+{{- $native := eq $lg.Values.sidecar.mode "native" -}}
+{{- if and $native (not (semverCompare ">=1.29-0" $lg.Capabilities.KubeVersion.Version)) -}}
+{{- fail (printf "sidecar.mode=native needs Kubernetes >= 1.29 (native sidecar containers); this cluster is %s" $lg.Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- $containers := list -}}
+{{- range $i, $c := (.containers | default list) -}}
+{{- if and (eq $i 0) (not (dig "lifecycle" "preStop" "" $c)) -}}
+{{- $c = deepCopy $c -}}
+{{- $lc := deepCopy (get $c "lifecycle" | default dict) -}}
+{{- $_ := set $lc "preStop" (fromYaml (include "lifeguard.appPreStop" $lg)) -}}
+{{- $_ := set $c "lifecycle" $lc -}}
+{{- end -}}
+{{- $containers = append $containers $c -}}
+{{- end -}}
+{{- if not $containers -}}
+{{- fail "lifeguard.sidecar: \"containers\" must list your pod's containers, the app first" -}}
+{{- end -}}
+{{- $sidecar := fromYamlArray (include "lifeguard.container" $lg) -}}
+{{- $inits := .initContainers | default list -}}
+{{- if $native -}}
+{{- $inits = concat $inits $sidecar -}}
+{{- else -}}
+{{- $containers = concat $containers $sidecar -}}
+{{- end -}}
+terminationGracePeriodSeconds: {{ include "lifeguard.gracePeriod" $lg }}
+{{- with $inits }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  {{- toYaml $containers | nindent 2 }}
+volumes:
+  {{- toYaml (concat (.volumes | default list) (fromYamlArray (include "lifeguard.volumes" $lg))) | nindent 2 }}
+{{- end -}}
+
 {{/* The lifeguard container (regular or native sidecar). */}}
 {{- define "lifeguard.container" -}}
 {{- $lg := .Values.lifeguard -}}
