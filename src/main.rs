@@ -1,6 +1,7 @@
 //! Command line: `lifeguard [--config PATH]` runs the proxy; `check`
-//! validates a config; `drain` drains a running lifeguard (preStop hook).
-//! Exit 64 (EX_USAGE) on a bad config.
+//! validates a config; `config` prints the effective config; `schema`
+//! prints the config's JSON Schema; `drain` drains a running lifeguard
+//! (preStop hook). Exit 64 (EX_USAGE) on a bad config.
 
 use clap::{Parser, Subcommand};
 use lifeguard::config::Config;
@@ -27,6 +28,15 @@ struct Cli {
 enum Command {
     /// Validate the config and print every problem; exit 64 if there are any.
     Check,
+    /// Print the effective config (every default filled in) as YAML; exit 64
+    /// if the config is invalid.
+    Config,
+    /// Print the JSON Schema of the config file (docs/config.schema.json).
+    Schema {
+        /// Only the part the Helm chart embeds under `lifeguard.config`.
+        #[arg(long)]
+        chart: bool,
+    },
     /// Start draining the running lifeguard and wait until it has drained.
     Drain {
         /// Return as soon as the drain has started.
@@ -37,6 +47,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Schema { chart }) = cli.command {
+        let schema = if chart {
+            lifeguard::config::schema::chart_config_schema()
+        } else {
+            lifeguard::config::schema::config_schema()
+        };
+        return match serde_json::to_string_pretty(&schema) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lifeguard: cannot print the schema: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Ok(config) = Config::load_or_report(&cli.config) else {
         return ExitCode::from(EX_USAGE);
     };
@@ -58,6 +85,14 @@ fn main() -> ExitCode {
             println!("{}: ok", cli.config.display());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", config.effective_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Schema { .. }) => return ExitCode::SUCCESS,
         Some(Command::Drain { no_wait }) => runtime
             .block_on(lifeguard::drain_cmd::run(&config, !no_wait))
             .map(|drained| i32::from(!drained)),

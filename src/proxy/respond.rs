@@ -29,8 +29,10 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
             "The request uses a transfer coding this service does not implement (only chunked is)."
         }
         ProxyError::Overloaded => "The application is at capacity. The request was not processed.",
-        ProxyError::AppUnavailable
-        | ProxyError::AppRefused
+        ProxyError::AppUnavailable => {
+            "No instance of the application is up right now. The request was not processed."
+        }
+        ProxyError::AppRefused
         | ProxyError::AppConnectTimeout
         | ProxyError::AppConnectFailed => {
             "The application is not accepting connections right now. The request was not processed."
@@ -50,10 +52,23 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
 }
 
 /// The `Proxy-Status` value: error type, plus a detail when the request may
-/// have been processed (sent, not idempotent, not retried).
-fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
+/// have been processed (sent, not idempotent, not retried) or when the
+/// health record knows why the app is down (`cause`).
+fn proxy_status(err: ProxyError, facts: RequestFacts, cause: Option<&str>) -> HeaderValue {
     let ty = err.proxy_status_error();
-    if err == ProxyError::FdExhausted {
+    if let Some(cause) = cause {
+        // An sf-string (RFC 8941): printable ASCII, `"` and `\` escaped.
+        let details: String = cause
+            .chars()
+            .filter(|c| (' '..='~').contains(c))
+            .flat_map(|c| match c {
+                '"' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let v = format!("lifeguard; error={ty}; details=\"{details}\"");
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("lifeguard"))
+    } else if err == ProxyError::FdExhausted {
         HeaderValue::from_static(
             "lifeguard; error=proxy_internal_error; details=\"out of file descriptors\"",
         )
@@ -66,15 +81,22 @@ fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
     }
 }
 
-/// Builds lifeguard's own answer for `err`.
+/// Builds lifeguard's own answer for `err`; `cause` (why the app is down,
+/// from the health record) is named on the page and in `Proxy-Status`.
 pub(super) fn error_response(
     err: ProxyError,
     facts: RequestFacts,
     request_id: &HeaderValue,
     retry_after: Duration,
+    cause: Option<&str>,
 ) -> Response<ProxyBody> {
     let status = err.status();
-    let message = explain(err, facts);
+    let cause = cause.filter(|c| !c.is_empty());
+    let message = match cause {
+        Some(c) => format!("{} Cause: {c}.", explain(err, facts)),
+        None => explain(err, facts).to_owned(),
+    };
+    let message = message.as_str();
     let id = request_id.to_str().unwrap_or("");
     let body = if facts.wants_json {
         let v = serde_json::json!({
@@ -93,7 +115,7 @@ pub(super) fn error_response(
         status,
         body,
         retry_after: upstream.then_some(retry_after),
-        proxy_status: upstream.then(|| proxy_status(err, facts)),
+        proxy_status: upstream.then(|| proxy_status(err, facts, cause)),
         // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its streams are
         // independent.
         close: facts.version <= Version::HTTP_11,
@@ -141,6 +163,7 @@ mod tests {
             facts(idempotent, json),
             &HeaderValue::from_static(id),
             Duration::from_secs(5),
+            None,
         )
     }
 
