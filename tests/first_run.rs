@@ -77,7 +77,7 @@ async fn logged(proxy: &ProxyProcess, message: &str) -> serde_json::Value {
 }
 
 /// The README's loop: the app has no /health route (404) and is up; killed,
-/// the client gets a 503 whose page and `Proxy-Status` name the cause, as do
+/// the client gets a 503 whose page names the cause, as do
 /// `/readyz` and the log; restarted, requests go through again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_start_loop_against_an_app_without_a_health_route() {
@@ -123,7 +123,7 @@ async fn quick_start_loop_against_an_app_without_a_health_route() {
     assert_eq!(r.header("retry-after"), Some("5"));
     assert_eq!(
         r.header("proxy-status"),
-        Some("lifeguard; error=destination_unavailable; details=\"probe connection refused\"")
+        Some("lifeguard; error=destination_unavailable")
     );
     let page = r.body_text();
     assert!(
@@ -153,7 +153,7 @@ async fn quick_start_loop_against_an_app_without_a_health_route() {
 }
 
 /// With `health.expect_status: 2xx`, the same app is down from its first
-/// probe, and the startup log, `/readyz`, the page and `Proxy-Status` all
+/// probe, and the startup log, `/readyz` and the page (HTML or JSON) all
 /// say `GET /health answered 404`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_health_check_is_named_everywhere() {
@@ -177,9 +177,7 @@ async fn a_failed_health_check_is_named_everywhere() {
     assert_eq!(r.status, 503);
     assert_eq!(
         r.header("proxy-status"),
-        Some(
-            format!("lifeguard; error=destination_unavailable; details=\"first {cause}\"").as_str()
-        )
+        Some("lifeguard; error=destination_unavailable")
     );
     assert!(
         r.body_text().contains(&format!("Cause: first {cause}.")),

@@ -52,23 +52,10 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
 }
 
 /// The `Proxy-Status` value: error type, plus a detail when the request may
-/// have been processed (sent, not idempotent, not retried) or when the
-/// health record knows why the app is down (`cause`).
-fn proxy_status(err: ProxyError, facts: RequestFacts, cause: Option<&str>) -> HeaderValue {
+/// have been processed (sent, not idempotent, not retried).
+fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
     let ty = err.proxy_status_error();
-    if let Some(cause) = cause {
-        // An sf-string (RFC 8941): printable ASCII, `"` and `\` escaped.
-        let details: String = cause
-            .chars()
-            .filter(|c| (' '..='~').contains(c))
-            .flat_map(|c| match c {
-                '"' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        let v = format!("lifeguard; error={ty}; details=\"{details}\"");
-        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("lifeguard"))
-    } else if err == ProxyError::FdExhausted {
+    if err == ProxyError::FdExhausted {
         HeaderValue::from_static(
             "lifeguard; error=proxy_internal_error; details=\"out of file descriptors\"",
         )
@@ -82,7 +69,7 @@ fn proxy_status(err: ProxyError, facts: RequestFacts, cause: Option<&str>) -> He
 }
 
 /// Builds lifeguard's own answer for `err`; `cause` (why the app is down,
-/// from the health record) is named on the page and in `Proxy-Status`.
+/// from the health record) is named in the page's (or JSON) message.
 pub(super) fn error_response(
     err: ProxyError,
     facts: RequestFacts,
@@ -115,7 +102,7 @@ pub(super) fn error_response(
         status,
         body,
         retry_after: upstream.then_some(retry_after),
-        proxy_status: upstream.then(|| proxy_status(err, facts, cause)),
+        proxy_status: upstream.then(|| proxy_status(err, facts)),
         // HTTP/2 has no Connection header (RFC 9113 §8.2.2); its streams are
         // independent.
         close: facts.version <= Version::HTTP_11,
@@ -188,6 +175,30 @@ mod tests {
             "lifeguard; error=connection_refused"
         );
         assert_eq!(r.headers()["content-type"], "application/json");
+    }
+
+    #[tokio::test]
+    async fn no_endpoint_up_names_the_cause() {
+        use http_body_util::BodyExt;
+        let cause = "GET /health answered 503 (health.expect_status: 100-499)";
+        let r = error_response(
+            ProxyError::AppUnavailable,
+            facts(true, false),
+            &HeaderValue::from_static("id"),
+            Duration::from_secs(5),
+            Some(cause),
+        );
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.headers()["proxy-status"],
+            "lifeguard; error=destination_unavailable"
+        );
+        let body = r.into_body().collect().await.ok().map(|c| c.to_bytes());
+        let page = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+        assert!(
+            page.contains(&format!("No instance of the application is up right now. The request was not processed. Cause: {cause}.")),
+            "{page}"
+        );
     }
 
     #[test]
