@@ -293,7 +293,7 @@ tls:
     let lines: Vec<&str> = err.lines().map(str::trim).collect();
     let want = [
         "listen: invalid address \"127.0.0.1:99999\": port \"99999\" is not a number from 0 to 65535; allowed: ",
-        "intervall: unknown field `intervall`; allowed: admin, app, client, drain, health, listen, log, maintenance, reload, retry, tls, unavailable",
+        "intervall: unknown field `intervall` (did you mean `health.interval`?); allowed: admin, app, client, drain, health, listen, log, maintenance, reload, retry, tls, unavailable",
         "admin.listen: found a list; allowed: an address, written IP:PORT, HOST:PORT or :PORT",
         "app.conect_timeout: unknown field `conect_timeout` (did you mean `connect_timeout`?); allowed: ",
         "client.max_header_size: 1KiB is below the minimum of 16 KiB; allowed: 16 KiB to 1 MiB",

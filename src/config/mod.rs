@@ -496,6 +496,14 @@ mod tests {
             assert!(!l.contains("..="), "{l}");
             assert!(!l.contains("variations"), "{l}");
         }
+        let misplaced = Config::from_yaml("intervall: 2s\n", "t").unwrap_err();
+        assert!(
+            misplaced.problems()[0].starts_with(
+                "intervall: unknown field `intervall` (did you mean `health.interval`?)"
+            ),
+            "{:?}",
+            misplaced.problems()
+        );
         let not_a_mapping = Config::from_yaml("- listen\n", "t").unwrap_err();
         assert_eq!(not_a_mapping.fields(), ["(top level)"]);
     }

@@ -113,10 +113,15 @@ impl Problems {
                 Value::String(s) => s.clone(),
                 other => show(other),
             };
-            let close = known
-                .iter()
-                .filter(|k| edit_distance(k, &name) <= 2.max(name.len() / 4))
-                .min_by_key(|k| edit_distance(k, &name));
+            let close = closest(&known, &name).cloned().or_else(|| {
+                // A key of a section written at the top (`interval:` for
+                // `health.interval`).
+                if prefix.is_empty() {
+                    closest(&nested_keys::<T>(), &name).cloned()
+                } else {
+                    None
+                }
+            });
             let hint = close.map_or(String::new(), |k| format!(" (did you mean `{k}`?)"));
             self.push(
                 &format!("{prefix}{name}"),
@@ -259,6 +264,35 @@ impl Problems {
         self.get(field, f, "a list of strings")
             .map(|list| list.into_iter().map(|Text(s)| s).collect())
     }
+}
+
+/// The entry of `known` closest to `name`, if close enough to be a typo of
+/// it (or `name` is its last `.` part).
+fn closest<'a>(known: &'a [String], name: &str) -> Option<&'a String> {
+    let distance = |k: &str| {
+        let last = k.rsplit('.').next().unwrap_or(k);
+        edit_distance(k, name).min(edit_distance(last, name))
+    };
+    known
+        .iter()
+        .filter(|k| distance(k) <= 2.max(name.len() / 4))
+        .min_by_key(|k| distance(k))
+}
+
+/// Every `section.key` of a config struct whose properties are sections.
+fn nested_keys<T: JsonSchema>() -> Vec<String> {
+    let settings =
+        schemars::generate::SchemaSettings::draft07().with(|s| s.inline_subschemas = true);
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let mut keys = Vec::new();
+    if let Some(sections) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (section, sub) in sections {
+            if let Some(props) = sub.get("properties").and_then(|p| p.as_object()) {
+                keys.extend(props.keys().map(|k| format!("{section}.{k}")));
+            }
+        }
+    }
+    keys
 }
 
 /// Levenshtein distance, for "did you mean" (keys are short).

@@ -16,7 +16,9 @@ fn schema_error(config: &serde_yaml::Value) -> Option<String> {
     compiler
         .add_resource(loc, lifeguard::config::schema::config_schema())
         .expect("the schema loads");
-    let index = compiler.compile(loc, &mut schemas).expect("the schema compiles");
+    let index = compiler
+        .compile(loc, &mut schemas)
+        .expect("the schema compiles");
     let instance = serde_json::to_value(config).expect("YAML as JSON");
     schemas
         .validate(&instance, index)
