@@ -229,6 +229,16 @@ impl Problems {
         } else {
             format!("a whole number from {min} to {max}")
         };
+        if let Field::Bad(Value::Number(big)) = f {
+            if big.as_u64().is_some() {
+                // A whole number, but past u32.
+                self.push(
+                    field,
+                    format!("{big} is above the maximum of {max}; allowed: {range}"),
+                );
+                return default;
+            }
+        }
         let Some(n) = self.get(field, f, &range) else {
             return default;
         };
@@ -318,6 +328,17 @@ pub(super) const DAY: Duration = Duration::from_secs(86400);
 #[cfg(test)]
 mod tests {
     use super::edit_distance;
+
+    #[test]
+    fn numbers_past_u32_are_above_the_maximum() {
+        let p = crate::config::Config::from_yaml("client:\n  max_connections: 99999999999\n", "t")
+            .unwrap_err()
+            .problems();
+        assert_eq!(
+            p,
+            ["client.max_connections: 99999999999 is above the maximum of 4294967295; allowed: a whole number, at least 1"]
+        );
+    }
 
     #[test]
     fn distances() {
