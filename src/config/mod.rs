@@ -284,7 +284,9 @@ impl Config {
         let raw: raw::RawConfig = match value {
             // An empty file is a valid config: every key has a default.
             serde_yaml::Value::Null => raw::RawConfig::default(),
-            serde_yaml::Value::Mapping(_) => serde_yaml::from_value(value).map_err(syntax)?,
+            serde_yaml::Value::Mapping(_) => {
+                serde_yaml::from_value(raw::string_keys(value)).map_err(syntax)?
+            }
             other => {
                 return Err(ConfigError::Invalid {
                     path: origin.to_owned(),
@@ -504,6 +506,8 @@ mod tests {
             "{:?}",
             misplaced.problems()
         );
+        let keys = Config::from_yaml("1: x\napp: {2: 5ms, ~: 1}\n", "t").unwrap_err();
+        assert_eq!(keys.fields(), ["1", "app.2", "app.null"]);
         let not_a_mapping = Config::from_yaml("- listen\n", "t").unwrap_err();
         assert_eq!(not_a_mapping.fields(), ["(top level)"]);
     }

@@ -24,11 +24,34 @@ pub(super) enum Field<T> {
     Bad(Value),
 }
 
+/// A mapping's keys as strings (`1:` → `"1"`, `~:` → `"null"`), so that a
+/// key that is not a string is an unknown key like any other instead of
+/// failing the whole section. Other values are returned as they are.
+pub(super) fn string_keys(v: Value) -> Value {
+    let Value::Mapping(m) = v else { return v };
+    let mut out = Mapping::with_capacity(m.len());
+    for (k, v) in m {
+        let key = match k {
+            Value::String(s) => s,
+            Value::Null => "null".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            other => super::problems::show(&other),
+        };
+        // Two keys that read the same (`1` and `"1"`): the first is kept.
+        if !out.contains_key(key.as_str()) {
+            out.insert(Value::String(key), v);
+        }
+    }
+    Value::Mapping(out)
+}
+
 impl<T: DeserializeOwned> Field<T> {
     pub(super) fn from_value(v: Value) -> Field<T> {
         if v.is_null() {
             return Field::Missing;
         }
+        let v = string_keys(v);
         match serde_yaml::from_value(v.clone()) {
             Ok(t) => Field::Ok(t),
             Err(_) => Field::Bad(v),
