@@ -1,7 +1,8 @@
 //! Command line: `lifeguard [--config PATH]` runs the proxy; `check`
-//! validates a config; `drain` drains a running lifeguard (preStop hook);
-//! `inject` adds lifeguard to Kubernetes manifests (no config needed).
-//! Exit 64 (EX_USAGE) on a bad config.
+//! validates a config; `config` prints the effective config; `schema`
+//! prints the config's JSON Schema; `drain` drains a running lifeguard
+//! (preStop hook); `inject` adds lifeguard to Kubernetes manifests (no
+//! config needed). Exit 64 (EX_USAGE) on a bad config.
 
 use clap::{Parser, Subcommand};
 use lifeguard::config::Config;
@@ -36,6 +37,15 @@ struct Cli {
 enum Command {
     /// Validate the config and print every problem; exit 64 if there are any.
     Check,
+    /// Print the effective config (every default filled in) as YAML; exit 64
+    /// if the config is invalid.
+    Config,
+    /// Print the JSON Schema of the config file (docs/config.schema.json).
+    Schema {
+        /// Only the part the Helm chart embeds under `lifeguard.config`.
+        #[arg(long)]
+        chart: bool,
+    },
     /// Start draining the running lifeguard and wait until it has drained.
     Drain {
         /// Return as soon as the drain has started.
@@ -49,8 +59,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::Inject(args)) = &cli.command {
-        return lifeguard::inject_cmd::run(args);
+    match &cli.command {
+        Some(Command::Inject(args)) => return lifeguard::inject_cmd::run(args),
+        Some(Command::Schema { chart }) => return print_schema(*chart),
+        _ => {}
     }
     let Ok(config) = Config::load_or_report(&cli.config) else {
         return ExitCode::from(EX_USAGE);
@@ -73,6 +85,14 @@ fn main() -> ExitCode {
             println!("{}: ok", cli.config.display());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", config.effective_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Schema { .. }) => return ExitCode::SUCCESS,
         Some(Command::Drain { no_wait }) => runtime
             .block_on(lifeguard::drain_cmd::run(&config, !no_wait))
             .map(|drained| i32::from(!drained)),
@@ -89,6 +109,25 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("lifeguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lifeguard schema [--chart]`: the config's JSON Schema on stdout.
+fn print_schema(chart: bool) -> ExitCode {
+    let schema = if chart {
+        lifeguard::config::schema::chart_config_schema()
+    } else {
+        lifeguard::config::schema::config_schema()
+    };
+    match serde_json::to_string_pretty(&schema) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lifeguard: cannot print the schema: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,8 @@
 //! `config_yaml`: `Config::from_yaml` on arbitrary UTF-8. Never panics; an
-//! accepted config carries the text's SHA-256 and its warnings can be
-//! computed; a refused one names at least one problem, every problem a
-//! non-empty line.
+//! accepted config carries the text's SHA-256, its warnings can be
+//! computed, and its effective config (`lifeguard config`) is itself
+//! accepted and reads back to the same values; a refused one names at least
+//! one problem, every problem a non-empty line.
 //!
 //! Validation reads the files a config names (`admin.token_file`,
 //! `maintenance.page`, `maintenance.bypass_token_file`, `tls.cert_file`,
@@ -41,7 +42,14 @@ pub fn check(data: &[u8]) -> Result<(), String> {
                 return Err("in-process YAML has a source path".into());
             }
             let _ = config.warnings();
-            Ok(())
+            let printed = config.effective_yaml();
+            match Config::from_yaml(&printed, "fuzz (effective)") {
+                Ok(again) if again.effective() == config.effective() => Ok(()),
+                Ok(_) => Err(format!(
+                    "the effective config reads back differently:\n{printed}"
+                )),
+                Err(e) => Err(format!("the effective config is refused: {e}\n{printed}")),
+            }
         }
         Err(e) => {
             let problems = e.problems();

@@ -190,9 +190,14 @@ fn readyz(shared: &Shared) -> Response<Full<Bytes>> {
         return text(StatusCode::OK, "ready\n");
     }
     let why = match shared.phase() {
-        Phase::Running if shared.maintenance.is_on() => "maintenance (maintenance.ready is false)",
-        Phase::Running => "no app endpoint is up",
-        other => other.as_str(),
+        Phase::Running if shared.maintenance.is_on() => {
+            "maintenance (maintenance.ready is false)".to_owned()
+        }
+        Phase::Running => format!(
+            "no app endpoint is up ({})",
+            crate::upstream::why_none_up(&shared.snapshot.load().endpoints, true)
+        ),
+        other => other.as_str().to_owned(),
     };
     text(
         StatusCode::SERVICE_UNAVAILABLE,

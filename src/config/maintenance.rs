@@ -15,24 +15,22 @@ use std::time::Duration;
 pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceConfig {
     let retry_after = p.duration(
         "maintenance.retry_after",
-        raw.retry_after.as_deref(),
+        &raw.retry_after,
         Duration::from_secs(300),
         Duration::from_secs(1),
         DAY,
     );
-    let page_file = raw
-        .page
-        .as_deref()
+    let page_file = p
+        .text("maintenance.page", &raw.page)
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
     let template = page_file.as_ref().and_then(|path| read_page(path, p));
     let page = super::page::render_page(template.as_deref(), retry_after);
 
     MaintenanceConfig {
-        enabled: raw.enabled.unwrap_or(false),
-        flag_file: raw
-            .flag_file
-            .as_deref()
+        enabled: p.flag("maintenance.enabled", &raw.enabled, false),
+        flag_file: p
+            .text("maintenance.flag_file", &raw.flag_file)
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
         retry_after,
@@ -41,13 +39,15 @@ pub(super) fn validate(raw: &RawMaintenance, p: &mut Problems) -> MaintenanceCon
         allow_paths: allow_paths(raw, p),
         bypass_cidrs: bypass_cidrs(raw, p),
         bypass: bypass(raw, p),
-        ready: raw.ready.unwrap_or(true),
+        ready: p.flag("maintenance.ready", &raw.ready, true),
     }
 }
 
 /// Path prefixes still sent to the app; each must start with `/`.
 fn allow_paths(raw: &RawMaintenance, p: &mut Problems) -> Vec<String> {
-    let allow_paths = raw.allow_paths.clone().unwrap_or_default();
+    let allow_paths = p
+        .texts("maintenance.allow_paths", &raw.allow_paths)
+        .unwrap_or_default();
     for (i, prefix) in allow_paths.iter().enumerate() {
         if !prefix.starts_with('/') {
             p.push(
@@ -62,7 +62,10 @@ fn allow_paths(raw: &RawMaintenance, p: &mut Problems) -> Vec<String> {
 /// Peers whose requests still reach the app: CIDRs or bare addresses.
 fn bypass_cidrs(raw: &RawMaintenance, p: &mut Problems) -> Vec<ipnet::IpNet> {
     let mut bypass_cidrs = Vec::new();
-    for (i, text) in raw.bypass_cidrs.iter().flatten().enumerate() {
+    let written = p
+        .texts("maintenance.bypass_cidrs", &raw.bypass_cidrs)
+        .unwrap_or_default();
+    for (i, text) in written.iter().enumerate() {
         // A bare address means just that address.
         let parsed = text.parse::<ipnet::IpNet>().or_else(|_| {
             text.parse::<std::net::IpAddr>()
@@ -82,9 +85,13 @@ fn bypass_cidrs(raw: &RawMaintenance, p: &mut Problems) -> Vec<ipnet::IpNet> {
 
 /// The bypass header and its token: both or neither.
 fn bypass(raw: &RawMaintenance, p: &mut Problems) -> Option<MaintenanceBypass> {
-    let header = raw.bypass_header.as_deref().filter(|s| !s.is_empty());
-    let token_file = raw.bypass_token_file.as_deref().filter(|s| !s.is_empty());
-    match (header, token_file) {
+    let header = p
+        .text("maintenance.bypass_header", &raw.bypass_header)
+        .filter(|s| !s.is_empty());
+    let token_file = p
+        .text("maintenance.bypass_token_file", &raw.bypass_token_file)
+        .filter(|s| !s.is_empty());
+    match (header.as_deref(), token_file.as_deref()) {
         (None, None) => None,
         (Some(_), None) => {
             p.push(
@@ -112,9 +119,11 @@ fn bypass(raw: &RawMaintenance, p: &mut Problems) -> Option<MaintenanceBypass> {
                 }
             };
             let token = read_secret("maintenance.bypass_token_file", path, p);
-            header
-                .zip(token)
-                .map(|(header, token)| MaintenanceBypass { header, token })
+            header.zip(token).map(|(header, token)| MaintenanceBypass {
+                header,
+                token,
+                token_file: PathBuf::from(path),
+            })
         }
     }
 }

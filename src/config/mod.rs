@@ -1,24 +1,29 @@
-//! Configuration: `raw` mirrors the YAML, `validate` turns it into the typed
-//! `Config` below (or every problem, each naming its field), `maintenance`
-//! validates the maintenance section, and `reload` swaps in a new config
-//! while running.
+//! Configuration: `raw` mirrors the YAML (and is what the JSON Schema is
+//! generated from, `schema`), `validate` turns it into the typed `Config`
+//! below (or every problem, each naming its field), `maintenance` validates
+//! the maintenance section, and `effective` prints a `Config` back as YAML
+//! with every default filled in.
 
 mod addrs;
 pub mod certs;
+mod effective;
 pub mod files;
 mod maintenance;
 mod page;
 mod problems;
 pub use problems::Problem;
 mod raw;
+pub mod schema;
 mod secret;
+mod statuses;
 mod units;
 mod validate;
 
 pub use files::{read_config_file, FileError};
 pub use secret::Secret;
+pub use statuses::StatusSet;
 
-pub use units::{parse_duration, parse_size};
+pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -83,6 +88,8 @@ pub struct MaintenanceBypass {
     pub header: http::HeaderName,
     /// Read from `maintenance.bypass_token_file` when the config loads.
     pub token: Secret,
+    /// `maintenance.bypass_token_file`.
+    pub token_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +120,8 @@ pub struct HealthConfig {
     /// What a probe checks.
     pub mode: HealthMode,
     pub path: http::uri::PathAndQuery,
+    /// Statuses of `GET path` that count as healthy (default: below 500).
+    pub expect_status: StatusSet,
     pub interval: Duration,
     /// Probe interval while an endpoint is down, so a restart is seen fast.
     pub down_interval: Duration,
@@ -144,12 +153,18 @@ pub struct AdminConfig {
     /// Bearer token for mutating admin endpoints from outside loopback, read
     /// from `admin.token_file` when the config loads.
     pub token: Option<Secret>,
+    /// `admin.token_file`.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// App processes, balanced by least outstanding requests.
+    /// App processes, balanced by least outstanding requests (host names
+    /// resolved when the config was loaded).
     pub endpoints: Vec<SocketAddr>,
+    /// `endpoints[i]` as written (`localhost:3000` stays a name), for
+    /// `lifeguard config`.
+    pub endpoint_names: Vec<String>,
     pub connect_timeout: Duration,
     /// Time allowed for the app's response headers once the request is sent.
     pub response_timeout: Duration,
@@ -192,8 +207,9 @@ pub struct UnavailableConfig {
     pub hold: Duration,
 }
 
-/// `http`: `GET health.path` must answer 2xx/3xx. `tcp`: the app must accept
-/// a connection (for apps without a health route).
+/// `http`: `GET health.path` must answer a status in `health.expect_status`
+/// (by default any answer below 500). `tcp`: the app must accept a
+/// connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthMode {
     Http,
@@ -258,14 +274,31 @@ impl ConfigError {
 impl Config {
     /// Parses and validates YAML text; `origin` names the source in errors.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        // An empty file is a valid config: every key has a default.
-        let raw: raw::RawConfig = if text.trim().is_empty() {
-            raw::RawConfig::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
-                path: origin.to_owned(),
-                message: e.to_string(),
-            })?
+        let syntax = |e: serde_yaml::Error| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        };
+        // YAML first, then each key on its own: a key of the wrong type or
+        // an unknown key is one problem among the others, not the end.
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
+        let raw: raw::RawConfig = match value {
+            // An empty file is a valid config: every key has a default.
+            serde_yaml::Value::Null => raw::RawConfig::default(),
+            serde_yaml::Value::Mapping(_) => {
+                serde_yaml::from_value(raw::string_keys(value)).map_err(syntax)?
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    path: origin.to_owned(),
+                    problems: vec![Problem {
+                        field: "(top level)".into(),
+                        message: format!(
+                            "found {}; allowed: a mapping of sections (listen, admin, app, health, ...)",
+                            problems::show(&other)
+                        ),
+                    }],
+                })
+            }
         };
         let mut config = validate::validate(raw).map_err(|problems| ConfigError::Invalid {
             path: origin.to_owned(),
@@ -390,7 +423,7 @@ mod tests {
         let p = err.problems();
         assert!(
             p.contains(
-                &"app.endpoints[1]: invalid socket address \"x:y\" (expected IP:PORT)".to_string()
+                &"app.endpoints[1]: invalid address \"x:y\": port \"y\" is not a number from 0 to 65535; allowed: IP:PORT or HOST:PORT, e.g. 127.0.0.1:3000, localhost:3000, [::1]:3000".to_string()
             ),
             "{p:?}"
         );
@@ -406,7 +439,7 @@ mod tests {
         );
         assert!(
             p.iter()
-                .any(|l| l.starts_with("log.format: unknown format")),
+                .any(|l| l == "log.format: found \"xml\"; allowed: json or text"),
             "{p:?}"
         );
         assert_eq!(p.len(), 4, "{p:?}");
@@ -425,7 +458,58 @@ mod tests {
     fn unknown_key_is_an_error() {
         let err = Config::from_yaml("app:\n  endpoint: []\n", "t").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("unknown field `endpoint`"), "{text}");
+        assert!(
+            text.contains("app.endpoint: unknown field `endpoint` (did you mean `endpoints`?)"),
+            "{text}"
+        );
+    }
+
+    /// The four mistakes (and more), every one in one run, in the
+    /// config's words: no Rust range syntax, no humantime phrasing.
+    #[test]
+    fn every_mistake_in_one_run() {
+        let yaml = "app:\n  conect_timeout: 1s\n  endpoints: [\"x:y\"]\n  max_in_flight: -1\nclient:\n  max_header_size: 1KiB\nhealth: [1]\nretry:\n  attempts: 2\n  budget_percent: lots\n";
+        let err = Config::from_yaml(yaml, "t").unwrap_err();
+        assert_eq!(
+            err.fields(),
+            [
+                "app.conect_timeout",
+                "app.endpoints[0]",
+                "app.max_in_flight",
+                "client.max_header_size",
+                "health",
+                "retry.budget_percent"
+            ]
+        );
+        let p = err.problems();
+        assert!(p.contains(&"client.max_header_size: 1KiB is below the minimum of 16 KiB; allowed: 16 KiB to 1 MiB".to_owned()), "{p:?}");
+        assert!(
+            p.contains(
+                &"app.max_in_flight: found -1; allowed: a whole number, at least 0".to_owned()
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("health: found a list; allowed: a mapping of ")),
+            "{p:?}"
+        );
+        for l in &p {
+            assert!(!l.contains("..="), "{l}");
+            assert!(!l.contains("variations"), "{l}");
+        }
+        let misplaced = Config::from_yaml("intervall: 2s\n", "t").unwrap_err();
+        assert!(
+            misplaced.problems()[0].starts_with(
+                "intervall: unknown field `intervall` (did you mean `health.interval`?)"
+            ),
+            "{:?}",
+            misplaced.problems()
+        );
+        let keys = Config::from_yaml("1: x\napp: {2: 5ms, ~: 1}\n", "t").unwrap_err();
+        assert_eq!(keys.fields(), ["1", "app.2", "app.null"]);
+        let not_a_mapping = Config::from_yaml("- listen\n", "t").unwrap_err();
+        assert_eq!(not_a_mapping.fields(), ["(top level)"]);
     }
 
     #[test]

@@ -112,7 +112,16 @@ async fn serve(
             if err.outcome_unknown(facts.idempotent) {
                 shared.metrics.outcome_unknown.inc();
             }
-            error_response(err, facts, &request_id, snap.config.unavailable.retry_after)
+            // No endpoint up: name why (the health record), not a guess.
+            let cause = (err == ProxyError::AppUnavailable)
+                .then(|| crate::upstream::why_none_up(&snap.endpoints, false));
+            error_response(
+                err,
+                facts,
+                &request_id,
+                snap.config.unavailable.retry_after,
+                cause.as_deref(),
+            )
         }
     };
     exchange.status = resp.status().as_u16();

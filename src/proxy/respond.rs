@@ -29,8 +29,10 @@ fn explain(err: ProxyError, facts: RequestFacts) -> &'static str {
             "The request uses a transfer coding this service does not implement (only chunked is)."
         }
         ProxyError::Overloaded => "The application is at capacity. The request was not processed.",
-        ProxyError::AppUnavailable
-        | ProxyError::AppRefused
+        ProxyError::AppUnavailable => {
+            "No instance of the application is up right now. The request was not processed."
+        }
+        ProxyError::AppRefused
         | ProxyError::AppConnectTimeout
         | ProxyError::AppConnectFailed => {
             "The application is not accepting connections right now. The request was not processed."
@@ -66,15 +68,22 @@ fn proxy_status(err: ProxyError, facts: RequestFacts) -> HeaderValue {
     }
 }
 
-/// Builds lifeguard's own answer for `err`.
+/// Builds lifeguard's own answer for `err`; `cause` (why the app is down,
+/// from the health record) is named in the page's (or JSON) message.
 pub(super) fn error_response(
     err: ProxyError,
     facts: RequestFacts,
     request_id: &HeaderValue,
     retry_after: Duration,
+    cause: Option<&str>,
 ) -> Response<ProxyBody> {
     let status = err.status();
-    let message = explain(err, facts);
+    let cause = cause.filter(|c| !c.is_empty());
+    let message = match cause {
+        Some(c) => format!("{} Cause: {c}.", explain(err, facts)),
+        None => explain(err, facts).to_owned(),
+    };
+    let message = message.as_str();
     let id = request_id.to_str().unwrap_or("");
     let body = if facts.wants_json {
         let v = serde_json::json!({
@@ -141,6 +150,7 @@ mod tests {
             facts(idempotent, json),
             &HeaderValue::from_static(id),
             Duration::from_secs(5),
+            None,
         )
     }
 
@@ -165,6 +175,30 @@ mod tests {
             "lifeguard; error=connection_refused"
         );
         assert_eq!(r.headers()["content-type"], "application/json");
+    }
+
+    #[tokio::test]
+    async fn no_endpoint_up_names_the_cause() {
+        use http_body_util::BodyExt;
+        let cause = "GET /health answered 503 (health.expect_status: 100-499)";
+        let r = error_response(
+            ProxyError::AppUnavailable,
+            facts(true, false),
+            &HeaderValue::from_static("id"),
+            Duration::from_secs(5),
+            Some(cause),
+        );
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.headers()["proxy-status"],
+            "lifeguard; error=destination_unavailable"
+        );
+        let body = r.into_body().collect().await.ok().map(|c| c.to_bytes());
+        let page = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+        assert!(
+            page.contains(&format!("No instance of the application is up right now. The request was not processed. Cause: {cause}.")),
+            "{page}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! passive signals. Pure — time comes in as arguments — so it is tested
 //! without sockets or clocks.
 
+use crate::config::{HealthConfig, HealthMode};
 use crate::metrics::ProbeResult;
 use serde::Serialize;
 use std::time::Duration;
@@ -19,9 +20,10 @@ pub enum State {
 /// What one active probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeOutcome {
-    /// 2xx or 3xx (or an accepted TCP connection in `tcp` mode).
+    /// A status in `health.expect_status` (0: an accepted TCP connection in
+    /// `tcp` mode).
     Healthy(u16),
-    /// Any other status.
+    /// A status outside `health.expect_status`.
     BadStatus(u16),
     /// Connection refused: nothing listens; no threshold needed to believe it.
     Refused,
@@ -46,13 +48,20 @@ impl ProbeOutcome {
         self.result().label()
     }
 
-    fn describe(self) -> String {
-        match self {
-            ProbeOutcome::Healthy(s) => format!("probe answered {s}"),
-            ProbeOutcome::BadStatus(s) => format!("probe answered {s}"),
-            ProbeOutcome::Refused => "probe connection refused".into(),
-            ProbeOutcome::Timeout => "probe timed out".into(),
-            ProbeOutcome::Failed => "probe failed".into(),
+    /// What the probe found, in words that name the cause: `probe
+    /// connection refused`, `GET /health answered 503 (health.expect_status:
+    /// 100-499)`.
+    pub fn describe(self, cfg: &HealthConfig) -> String {
+        match (self, cfg.mode) {
+            (ProbeOutcome::Healthy(_), HealthMode::Tcp) => "probe connected".into(),
+            (ProbeOutcome::Healthy(s), HealthMode::Http) => format!("probe answered {s}"),
+            (ProbeOutcome::BadStatus(s), _) => format!(
+                "GET {} answered {s} (health.expect_status: {})",
+                cfg.path, cfg.expect_status
+            ),
+            (ProbeOutcome::Refused, _) => "probe connection refused".into(),
+            (ProbeOutcome::Timeout, _) => "probe timed out".into(),
+            (ProbeOutcome::Failed, _) => "probe failed".into(),
         }
     }
 }
@@ -99,17 +108,18 @@ impl HealthMachine {
         self.state
     }
 
-    /// Feeds one probe result. `rise`/`fall` are the consecutive results needed
-    /// to go up/down; the very first probe decides at once, and a refused
-    /// connection takes an endpoint down at once.
+    /// Feeds one probe result. `healthy_threshold`/`unhealthy_threshold` are
+    /// the consecutive results needed to go up/down; the very first probe
+    /// decides at once, and a refused connection takes an endpoint down at
+    /// once.
     pub fn on_probe(
         &mut self,
         outcome: ProbeOutcome,
         latency: Duration,
         now: Instant,
-        rise: u32,
-        fall: u32,
+        cfg: &HealthConfig,
     ) -> Option<Transition> {
+        let (rise, fall) = (cfg.healthy_threshold, cfg.unhealthy_threshold);
         self.last_probe = Some(LastProbe {
             outcome,
             latency,
@@ -138,9 +148,9 @@ impl HealthMachine {
             self.fail_streak
         };
         let reason = match self.state {
-            State::Unknown => format!("first {}", outcome.describe()),
-            _ if outcome == ProbeOutcome::Refused => outcome.describe(),
-            _ => format!("{} ({streak} in a row)", outcome.describe()),
+            State::Unknown => format!("first {}", outcome.describe(cfg)),
+            _ if outcome == ProbeOutcome::Refused => outcome.describe(cfg),
+            _ => format!("{} ({streak} in a row)", outcome.describe(cfg)),
         };
         Some(self.set(to, reason, now))
     }
@@ -184,27 +194,36 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    fn cfg(rise: u32, fall: u32) -> HealthConfig {
+        let yaml = format!("health:\n  healthy_threshold: {rise}\n  unhealthy_threshold: {fall}\n");
+        crate::config::Config::from_yaml(&yaml, "t").unwrap().health
+    }
+
     #[test]
     fn first_probe_decides_then_thresholds_apply() {
         let t = Instant::now();
         let mut m = HealthMachine::new(t);
-        let tr = m.on_probe(ProbeOutcome::Healthy(200), MS, t, 2, 2).unwrap();
+        let tr = m
+            .on_probe(ProbeOutcome::Healthy(200), MS, t, &cfg(2, 2))
+            .unwrap();
         assert_eq!((tr.from, tr.to), (State::Unknown, State::Up));
         assert!(
-            m.on_probe(ProbeOutcome::BadStatus(500), MS, t, 2, 2)
+            m.on_probe(ProbeOutcome::BadStatus(500), MS, t, &cfg(2, 2))
                 .is_none(),
             "one failure is not enough"
         );
-        let tr = m.on_probe(ProbeOutcome::Timeout, MS, t, 2, 2).unwrap();
+        let tr = m
+            .on_probe(ProbeOutcome::Timeout, MS, t, &cfg(2, 2))
+            .unwrap();
         assert_eq!(tr.to, State::Down);
         assert_eq!(tr.reason, "probe timed out (2 in a row)");
         assert!(
-            m.on_probe(ProbeOutcome::Healthy(204), MS, t, 2, 2)
+            m.on_probe(ProbeOutcome::Healthy(204), MS, t, &cfg(2, 2))
                 .is_none(),
             "one success is not enough"
         );
         assert_eq!(
-            m.on_probe(ProbeOutcome::Healthy(301), MS, t, 2, 2)
+            m.on_probe(ProbeOutcome::Healthy(301), MS, t, &cfg(2, 2))
                 .unwrap()
                 .to,
             State::Up
@@ -215,13 +234,13 @@ mod tests {
     fn flapping_below_thresholds_changes_nothing() {
         let t = Instant::now();
         let mut m = HealthMachine::new(t);
-        m.on_probe(ProbeOutcome::Healthy(200), MS, t, 3, 3);
+        m.on_probe(ProbeOutcome::Healthy(200), MS, t, &cfg(3, 3));
         for _ in 0..10 {
             assert!(m
-                .on_probe(ProbeOutcome::BadStatus(503), MS, t, 3, 3)
+                .on_probe(ProbeOutcome::BadStatus(503), MS, t, &cfg(3, 3))
                 .is_none());
             assert!(m
-                .on_probe(ProbeOutcome::Healthy(200), MS, t, 3, 3)
+                .on_probe(ProbeOutcome::Healthy(200), MS, t, &cfg(3, 3))
                 .is_none());
         }
         assert_eq!(m.state(), State::Up);
@@ -231,15 +250,33 @@ mod tests {
     fn refused_is_believed_at_once() {
         let t = Instant::now();
         let mut m = HealthMachine::new(t);
-        m.on_probe(ProbeOutcome::Healthy(200), MS, t, 2, 5);
+        m.on_probe(ProbeOutcome::Healthy(200), MS, t, &cfg(2, 5));
         assert_eq!(
-            m.on_probe(ProbeOutcome::Refused, MS, t, 2, 5).unwrap().to,
+            m.on_probe(ProbeOutcome::Refused, MS, t, &cfg(2, 5))
+                .unwrap()
+                .to,
             State::Down
         );
         let mut m = HealthMachine::new(t);
-        m.on_probe(ProbeOutcome::Healthy(200), MS, t, 2, 5);
+        m.on_probe(ProbeOutcome::Healthy(200), MS, t, &cfg(2, 5));
         assert_eq!(m.on_refused(t).unwrap().reason, "request connect refused");
         assert!(m.on_refused(t).is_none(), "logged once");
+    }
+
+    #[test]
+    fn reasons_name_the_cause() {
+        let t = Instant::now();
+        let c = cfg(2, 2);
+        let mut m = HealthMachine::new(t);
+        let tr = m.on_probe(ProbeOutcome::BadStatus(503), MS, t, &c).unwrap();
+        assert_eq!(
+            tr.reason,
+            "first GET /health answered 503 (health.expect_status: 100-499)"
+        );
+        let mut m = HealthMachine::new(t);
+        let tr = m.on_probe(ProbeOutcome::Healthy(404), MS, t, &c).unwrap();
+        assert_eq!(tr.reason, "first probe answered 404");
+        assert_eq!(tr.to, State::Up);
     }
 
     #[test]

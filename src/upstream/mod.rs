@@ -75,6 +75,30 @@ pub struct Endpoint {
     pub metrics: EndpointMetrics,
 }
 
+/// Why no endpoint is up, in the words of the health record: each
+/// endpoint that is not up with the reason it went down (`127.0.0.1:3000:
+/// probe connection refused`), or with `addresses` false the distinct
+/// reasons only (`probe connection refused`), for pages the public sees.
+/// Empty when some endpoint is up.
+pub fn why_none_up(endpoints: &[Arc<Endpoint>], addresses: bool) -> String {
+    if endpoints.iter().any(|e| e.is_up()) {
+        return String::new();
+    }
+    let mut causes: Vec<String> = Vec::new();
+    for e in endpoints {
+        let reason = e.health_lock().last_reason.clone();
+        let cause = if addresses {
+            format!("{}: {reason}", e.name)
+        } else {
+            reason
+        };
+        if !causes.contains(&cause) {
+            causes.push(cause);
+        }
+    }
+    causes.join("; ")
+}
+
 impl Endpoint {
     pub fn new(addr: SocketAddr, signals: Arc<Signals>, metrics: EndpointMetrics) -> Endpoint {
         Endpoint {
@@ -130,13 +154,9 @@ impl Endpoint {
     /// Feeds an active probe result.
     pub fn record_probe(&self, outcome: ProbeOutcome, latency: Duration, cfg: &HealthConfig) {
         self.metrics.probe(outcome.result(), latency);
-        let t = self.health_lock().on_probe(
-            outcome,
-            latency,
-            Instant::now(),
-            cfg.healthy_threshold,
-            cfg.unhealthy_threshold,
-        );
+        let t = self
+            .health_lock()
+            .on_probe(outcome, latency, Instant::now(), cfg);
         if let Some(t) = t {
             self.apply(t);
         }

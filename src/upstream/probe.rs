@@ -1,5 +1,8 @@
 //! Active health probes: one task per endpoint, `GET health.path` on a fresh
-//! connection (so a probe tests the app's accept path too), every
+//! connection (so a probe tests the app's accept path too); the answer's
+//! status must be in `health.expect_status`, by default anything below 500:
+//! an app that answers at all is alive, even without a health route (404).
+//! A probe runs every
 //! `health.interval`, or `health.down_interval` while the endpoint is down so
 //! a restarted app gets traffic back within a fraction of a second. Passive
 //! signals (a refused or reset request) wake the task for an immediate probe.
@@ -49,7 +52,7 @@ async fn probe_inner(addr: SocketAddr, cfg: &HealthConfig) -> ProbeOutcome {
     );
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     let outcome = match sender.send_request(req).await {
-        Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
+        Ok(resp) if cfg.expect_status.contains(resp.status().as_u16()) => {
             ProbeOutcome::Healthy(resp.status().as_u16())
         }
         Ok(resp) => ProbeOutcome::BadStatus(resp.status().as_u16()),

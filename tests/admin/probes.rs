@@ -55,9 +55,16 @@ async fn livez_readyz_and_unknown_paths() {
         },
     )
     .await;
+    // ... and says why, naming each endpoint's cause.
+    let dead_addr = dead.endpoint(0).name.clone();
     assert_eq!(
         admin_get(admin, "/readyz").await,
-        (503, "not ready: no app endpoint is up\n".to_owned())
+        (
+            503,
+            format!(
+                "not ready: no app endpoint is up ({dead_addr}: first probe connection refused)\n"
+            )
+        )
     );
     assert_eq!(admin_get(admin, "/livez").await.0, 200);
 

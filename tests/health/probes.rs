@@ -137,7 +137,7 @@ async fn health_path_is_configurable() {
         let status = if req.uri() == "/_ready?deep=1" {
             200
         } else {
-            404
+            503
         };
         Response::builder().status(status).body(full("x")).unwrap()
     })
@@ -150,13 +150,13 @@ async fn health_path_is_configurable() {
     .await;
     let default = Proxy::with_endpoints(&[app.addr], &format!("health:\n{cfg}")).await;
     let (ec, ed) = (custom.endpoint(0), default.endpoint(0));
-    eventually(5, "default /health answers 404: down", || ed.is_down()).await;
+    eventually(5, "default /health answers 503: down", || ed.is_down()).await;
     eventually(5, "custom path answers 200: up", || ec.is_up()).await;
 }
 
 /// `health.mode: tcp` only checks that the app accepts connections: an app
 /// without a `/health` route (404) stays up, and receives no HTTP probe. The
-/// same app in `http` mode is down.
+/// same app in `http` mode with `expect_status: 2xx` is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tcp_mode_keeps_an_app_without_health_route_up() {
     // Two identical apps without a /health route, one per proxy, so each
@@ -168,7 +168,11 @@ async fn tcp_mode_keeps_an_app_without_health_route_up() {
     let app_http = TestUpstream::start(flip_http.handler()).await;
     let cfg = "  interval: 20ms\n  down_interval: 20ms\nunavailable:\n  hold: 0s\n";
     let tcp = Proxy::with_endpoints(&[app_tcp.addr], &format!("health:\n  mode: tcp\n{cfg}")).await;
-    let http = Proxy::with_endpoints(&[app_http.addr], &format!("health:\n{cfg}")).await;
+    let http = Proxy::with_endpoints(
+        &[app_http.addr],
+        &format!("health:\n  expect_status: 2xx\n{cfg}"),
+    )
+    .await;
 
     let (et, eh) = (tcp.endpoint(0), http.endpoint(0));
     eventually(5, "http mode: 404 probe takes it down", || eh.is_down()).await;

@@ -80,7 +80,10 @@ async fn assert_routing(proxy: &Proxy, requests: &AtomicUsize, up: bool, what: &
     }
 }
 
+// `expect_status: 200-399`: 4xx counts as a failure here (the default,
+// any answer below 500, is tested in tests/first_run.rs).
 const GATED: &str = "health:
+  expect_status: 200-399
   interval: 10ms
   down_interval: 10ms
   timeout: 30s
@@ -125,7 +128,8 @@ impl Gated {
 
 /// Rise needs `healthy_threshold` consecutive good probes, fall needs
 /// `unhealthy_threshold` consecutive bad ones; the first probe decides at
-/// once; 2xx and 3xx are healthy, 4xx/5xx are not. Observed through requests.
+/// once; with `expect_status: 200-399`, 2xx and 3xx are healthy, 4xx/5xx are
+/// not. Observed through requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rise_and_fall_thresholds_seen_by_requests() {
     let (mut g, p) = Gated::start().await;

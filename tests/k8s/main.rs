@@ -8,6 +8,9 @@
 //!   the shutdown choreography and routing depend on, including running the
 //!   app's preStop hook against a fake admin port and `lifeguard check` on
 //!   the ConfigMap's config.
+//! - `config_schema`: every rendered config is valid against lifeguard's
+//!   config JSON Schema, and a typo under `lifeguard.config` fails `helm
+//!   template`.
 //! - `monitoring_resources_are_well_formed`: the Prometheus Operator custom
 //!   resources (no schema in kubernetes-validate) and the dashboard,
 //!   structurally, against the metrics docs/metrics.md documents.
@@ -34,6 +37,7 @@ mod render;
 // The tests, by topic.
 mod alerts;
 mod component;
+mod config_schema;
 mod dockerfile;
 mod manifests;
 mod migration;
