@@ -79,7 +79,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     probers::spawn_probers(&shared.snapshot, &shared.phase);
 
     shared.phase.send_replace(Phase::Running);
-    tracing::info!(listen = %proxy_addr, admin = %admin_addr, tls = https, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(listen = %proxy_addr, admin = %admin_addr, tls = https, workers, version = env!("CARGO_PKG_VERSION"), "lifeguard started");
     Ok(Running {
         proxy_addr,
         admin_addr,
@@ -112,6 +113,29 @@ impl Running {
         let _ = tokio::time::timeout(Duration::from_secs(1), waiters).await;
         // The answer is written after the handler returns.
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Worker threads for the runtime: `TOKIO_WORKER_THREADS` when it is a
+/// whole number above 0; else the CPUs this process may use, as
+/// `std::thread::available_parallelism` reads them: its CPU affinity and its
+/// cgroup's CPU quota (`cpu.max`, v1's `cpu.cfs_quota_us`: a pod's
+/// `limits.cpu`), rounded down, at least 1. A sidecar in a pod limited to one
+/// CPU on a 64-core node runs one worker, not 64. A bad value is reported
+/// and ignored (tokio itself would panic on it).
+pub fn worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match std::env::var("TOKIO_WORKER_THREADS") {
+        Err(std::env::VarError::NotPresent) => cpus,
+        Ok(v) if v.trim().parse::<usize>().is_ok_and(|n| n > 0) => v.trim().parse().unwrap_or(cpus),
+        Ok(v) => {
+            eprintln!("lifeguard: TOKIO_WORKER_THREADS={v:?} is not a whole number above 0; using {cpus} (the CPUs available)");
+            cpus
+        }
+        Err(_) => {
+            eprintln!("lifeguard: TOKIO_WORKER_THREADS is not valid UTF-8; using {cpus} (the CPUs available)");
+            cpus
+        }
     }
 }
 

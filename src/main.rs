@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EX_USAGE);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(lifeguard::app::worker_threads())
         .enable_all()
         .build()
     {

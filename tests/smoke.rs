@@ -35,3 +35,36 @@ async fn process_starts_and_stops_on_sigterm() {
     let st = p.wait_exit(5).await.expect("exits");
     assert!(st.success(), "{st:?}");
 }
+
+/// The runtime runs one worker per CPU the process may use: its affinity
+/// (here `taskset -c 0`) and its cgroup's CPU quota (a pod's `limits.cpu`),
+/// not the node's core count. `TOKIO_WORKER_THREADS` overrides it; a bad
+/// value is reported and ignored, never a panic.
+#[tokio::test]
+async fn worker_threads_follow_the_cpus_the_process_may_use() {
+    let yaml = "app:\n  endpoints: [\"127.0.0.1:1\"]\n";
+    let workers = |p: &ProxyProcess| {
+        let started = p
+            .json_logs()
+            .into_iter()
+            .find(|v| v["message"] == "lifeguard started");
+        started.and_then(|v| v["workers"].as_u64())
+    };
+    let pinned = ProxyProcess::start_wrapped(yaml, &["taskset", "-c", "0"], &[]).await;
+    assert_eq!(workers(&pinned), Some(1), "pinned to one CPU");
+    let set = ProxyProcess::start_wrapped(yaml, &["env"], &[("TOKIO_WORKER_THREADS", "3")]).await;
+    assert_eq!(workers(&set), Some(3));
+    let bad = ProxyProcess::start_wrapped(
+        yaml,
+        &["taskset", "-c", "0"],
+        &[("TOKIO_WORKER_THREADS", "zero")],
+    )
+    .await;
+    assert_eq!(workers(&bad), Some(1), "a bad value falls back to the CPUs");
+    assert!(
+        bad.logs()
+            .iter()
+            .any(|l| l.contains("TOKIO_WORKER_THREADS=\"zero\" is not a whole number")),
+        "the bad value is reported"
+    );
+}

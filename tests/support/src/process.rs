@@ -67,6 +67,20 @@ impl ProxyProcess {
         Self::start_command(cmd, dir, config_path).await
     }
 
+    /// As [`ProxyProcess::start`], run through `wrapper` (e.g. `taskset -c
+    /// 0`, which execs the binary, so the child's pid is lifeguard's) with
+    /// `env` added.
+    pub async fn start_wrapped(yaml: &str, wrapper: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+        let (dir, config_path) = write_config(yaml);
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(binary())
+            .arg("--config")
+            .arg(&config_path)
+            .envs(env.iter().copied());
+        Self::start_command(cmd, dir, config_path).await
+    }
+
     /// As [`crate::Proxy::with_endpoints`], as a child process.
     pub async fn with_endpoints(endpoints: &[SocketAddr], extra: &str) -> ProxyProcess {
         ProxyProcess::start(&crate::endpoints_yaml(endpoints, extra)).await
