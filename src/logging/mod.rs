@@ -7,6 +7,8 @@
 //! handling. The queue is not lossy: if it fills, writers wait rather than
 //! drop access-log lines.
 
+mod json;
+
 use crate::config::{LogConfig, LogFormat};
 use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
@@ -55,8 +57,8 @@ pub fn init(cfg: &LogConfig) -> Option<LogGuard> {
             .with(filter)
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(json::JsonLine)
                     .with_writer(out),
             )
             .try_init(),
