@@ -15,12 +15,15 @@
 #   COMPARE_DURATION   seconds per load pass                  (default 10)
 #   COMPARE_HOLD       connections held for the memory rows   (default 5000)
 #   COMPARE_PROXIES    which proxies, in order      (default "nginx haproxy lifeguard")
+#   COMPARE_BEFORE     a lifeguard binary built from an earlier commit: adds a
+#                      column "before" (e.g. git worktree add /tmp/old REV &&
+#                      cargo build --release --manifest-path /tmp/old/Cargo.toml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${COMPARE_DURATION:-10}
 HOLD=${COMPARE_HOLD:-5000}
-PROXIES=${COMPARE_PROXIES:-nginx haproxy lifeguard}
+PROXIES=${COMPARE_PROXIES:-nginx haproxy ${COMPARE_BEFORE:+before} lifeguard}
 PROXY_CPU=0
 LOAD_CPU=1
 
@@ -173,6 +176,7 @@ start_proxy() { # NAME
     nginx) taskset -c "$PROXY_CPU" "$NGINX" -c "$TMP/nginx.conf" -p "$TMP" >"$TMP/nginx.out" 2>&1 & ;;
     haproxy) taskset -c "$PROXY_CPU" "$HAPROXY" -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>&1 & ;;
     lifeguard) taskset -c "$PROXY_CPU" "$LIFEGUARD" --config "$TMP/lifeguard.yaml" >"$TMP/lifeguard.out" 2>&1 & ;;
+    before) taskset -c "$PROXY_CPU" "$COMPARE_BEFORE" --config "$TMP/lifeguard.yaml" >"$TMP/before.out" 2>&1 & ;;
     esac
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
@@ -235,7 +239,7 @@ h2_pass() { # -> cpu µs per request over h2c (10 connections x 10 streams)
     t0=$(cpu_ticks)
     local port=$PORT_H2
     # lifeguard tells HTTP/2 prior knowledge from HTTP/1.1 on one port.
-    [[ $1 == lifeguard ]] && port=$PORT_H1
+    [[ $1 == lifeguard || $1 == before ]] && port=$PORT_H1
     out=$(on_load h2load -c10 -m10 -t1 -n"$n" "http://127.0.0.1:$port/" 2>&1)
     t1=$(cpu_ticks)
     reqs=$(awk '/^requests:/ { print $8 }' <<<"$out")
