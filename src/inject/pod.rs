@@ -5,7 +5,10 @@
 
 use super::service::labels_of;
 use super::sidecar::{self, Plan, ADMIN_PORT_NAME, CONFIG_VOLUME, CONTAINER};
-use super::{entry, Mode, Options, PortRef, Warning, INJECT, INJECTED, RECORD, VERSION};
+use super::{
+    entry, ConfigSource, Mode, Options, PortRef, Warning, CONFIG, INJECT, INJECTED, RECORD,
+    VERSION,
+};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
@@ -265,13 +268,18 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
         .or_else(|| str_of(&t.owner_meta, "generateName").map(|g| g.trim_end_matches('-')))
         .unwrap_or("pod");
     let namespace = str_of(&t.owner_meta, "namespace").map(str::to_owned);
-    let (cm_name, config_map) = match &opts.config_map {
-        Some(name) => (name.clone(), None),
-        None => {
+    let (volume, config_map, config_annotation) = match &opts.config {
+        ConfigSource::ConfigMap(name) => (sidecar::volume(name), None, None),
+        ConfigSource::Generated => {
             let name = format!("{owner_name}-lifeguard");
             let cm = sidecar::config_map(&name, namespace.as_deref(), &plan, opts, id);
-            (name, Some(cm))
+            (sidecar::volume(&name), Some(cm), None)
         }
+        ConfigSource::Annotation => (
+            sidecar::annotation_volume(CONFIG),
+            None,
+            Some(sidecar::config_text(&plan, opts, id)),
+        ),
     };
 
     let mut warnings = Vec::new();
@@ -313,12 +321,7 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
         Mode::Native => "initContainers",
     };
     push(spec, list_key, container, &mut record.created);
-    push(
-        spec,
-        "volumes",
-        sidecar::volume(&cm_name),
-        &mut record.created,
-    );
+    push(spec, "volumes", volume, &mut record.created);
     if let Some(app) = spec
         .get_mut("containers")
         .and_then(Value::as_sequence_mut)
@@ -361,6 +364,9 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
     {
         a.insert(INJECTED.into(), VERSION.into());
         a.insert(RECORD.into(), record_json.into());
+        if let Some(text) = config_annotation {
+            a.insert(CONFIG.into(), text.into());
+        }
     }
     Injected::Done(Box::new(Done {
         facts,
@@ -589,6 +595,7 @@ pub(super) fn uninject(t: Template<'_>) -> Result<bool, String> {
             Some(a) => {
                 a.remove(INJECTED);
                 a.remove(RECORD);
+                a.remove(CONFIG);
                 a.is_empty()
             }
             None => false,
