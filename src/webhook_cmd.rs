@@ -74,7 +74,10 @@ pub fn run(args: &WebhookArgs) -> ExitCode {
         return ExitCode::from(64);
     }
     if tracing_subscriber::EnvFilter::try_new(&args.log_level).is_err() {
-        eprintln!("lifeguard webhook: invalid --log-level {:?}", args.log_level);
+        eprintln!(
+            "lifeguard webhook: invalid --log-level {:?}",
+            args.log_level
+        );
         return ExitCode::from(64);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -6,8 +6,7 @@
 use super::service::labels_of;
 use super::sidecar::{self, Plan, ADMIN_PORT_NAME, CONFIG_VOLUME, CONTAINER};
 use super::{
-    entry, ConfigSource, Mode, Options, PortRef, Warning, CONFIG, INJECT, INJECTED, RECORD,
-    VERSION,
+    entry, ConfigSource, Mode, Options, PortRef, Warning, CONFIG, INJECT, INJECTED, RECORD, VERSION,
 };
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};

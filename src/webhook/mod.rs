@@ -76,10 +76,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let loaded = tokio::task::spawn_blocking(move || crate::config::certs::load(&cert, &key))
         .await?
         .map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
-    let resolver = Arc::new(CertResolver::new(
-        Arc::new(loaded.key),
-        loaded.files_sha256,
-    ));
+    let resolver = Arc::new(CertResolver::new(Arc::new(loaded.key), loaded.files_sha256));
     let tls = crate::server::tls::acceptor(resolver.clone())?;
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -246,7 +243,10 @@ async fn admit(opts: &Options, req: Request<Incoming>) -> Response<Full<Bytes>> 
                     "the AdmissionReview is larger than 4 MiB\n",
                 )
             } else {
-                text(StatusCode::BAD_REQUEST, "the request body could not be read\n")
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read\n",
+                )
             };
         }
     };

@@ -106,7 +106,10 @@ pub fn review(body: &[u8], opts: &Options) -> Result<Reviewed, BadReview> {
     let kind = &request["kind"];
     let is_pod_create = kind["group"].as_str().unwrap_or_default().is_empty()
         && kind["kind"] == "Pod"
-        && request["subResource"].as_str().unwrap_or_default().is_empty()
+        && request["subResource"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
         && request["operation"] == "CREATE";
     let mut patch = None;
     if is_pod_create {
@@ -250,8 +253,11 @@ mod tests {
         let r = review(&review_of(pod(json!({})), "Pod"), &opts).unwrap();
         assert_eq!(r.outcome, Outcome::NotOptedIn);
         assert!(r.answer["response"].get("patch").is_none());
-        let r = review(&review_of(pod(json!({"lifeguard.io/inject": "maybe"})), "Pod"), &opts)
-            .unwrap();
+        let r = review(
+            &review_of(pod(json!({"lifeguard.io/inject": "maybe"})), "Pod"),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Skipped);
         assert!(r.answer["response"]["warnings"][0]
             .as_str()
@@ -272,7 +278,8 @@ mod tests {
             review(br#"{"kind":"Pod"}"#, &opts),
             Err(BadReview::NotAReview { .. })
         ));
-        let no_uid = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#;
+        let no_uid =
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#;
         assert!(matches!(review(no_uid, &opts), Err(BadReview::NoUid)));
     }
 }
