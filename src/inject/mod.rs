@@ -26,6 +26,10 @@ pub const PREFIX: &str = "lifeguard.io/";
 /// Pod template annotation that opts a workload in (`enabled`) or out
 /// (`disabled`, even with `--all`).
 pub const INJECT: &str = "lifeguard.io/inject";
+/// Pod template annotation naming the app's port (number or name), for
+/// pods whose app port is not the first container's first port; it beats
+/// `--app-port` (and is the webhook's only way to say it).
+pub const APP_PORT: &str = "lifeguard.io/app-port";
 /// Set on an injected pod template: the version of lifeguard that injected.
 pub const INJECTED: &str = "lifeguard.io/injected";
 /// Set on an injected pod template: what the injection changed (JSON), so

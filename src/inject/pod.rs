@@ -6,7 +6,8 @@
 use super::service::labels_of;
 use super::sidecar::{self, Plan, ADMIN_PORT_NAME, CONFIG_VOLUME, CONTAINER};
 use super::{
-    entry, ConfigSource, Mode, Options, PortRef, Warning, CONFIG, INJECT, INJECTED, RECORD, VERSION,
+    entry, ConfigSource, Mode, Options, PortRef, Warning, APP_PORT, CONFIG, INJECT, INJECTED,
+    RECORD, VERSION,
 };
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -187,10 +188,17 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
     }
 
     // The app container and its port.
-    let Some((app_index, app_port, app_port_name)) = find_app(containers, opts) else {
+    // The pod's own `lifeguard.io/app-port` beats --app-port (the webhook
+    // has no per-pod flags).
+    let chosen = match annotations.get(APP_PORT) {
+        Some(Value::String(p)) => Some(PortRef::parse(p)),
+        Some(Value::Number(n)) => Some(PortRef::parse(&n.to_string())),
+        _ => opts.app_port.clone(),
+    };
+    let Some((app_index, app_port, app_port_name)) = find_app(containers, chosen.as_ref()) else {
         return skip(
             id,
-            match &opts.app_port {
+            match &chosen {
                 Some(PortRef::Name(n)) => {
                     format!("no container has a port named {n}; not injected")
                 }
@@ -391,14 +399,17 @@ fn push(spec: &mut Value, key: &str, item: Value, created: &mut Vec<String>) {
 }
 
 /// The app container (index), its port and the port's name.
-fn find_app(containers: &[Value], opts: &Options) -> Option<(usize, u16, Option<String>)> {
+fn find_app(
+    containers: &[Value],
+    chosen: Option<&PortRef>,
+) -> Option<(usize, u16, Option<String>)> {
     let port_of = |p: &Value| {
         p.get("containerPort")
             .and_then(Value::as_u64)
             .and_then(|n| u16::try_from(n).ok())
     };
     let name_of = |p: &Value| str_of(p, "name").map(str::to_owned);
-    match &opts.app_port {
+    match chosen {
         None => {
             let p = seq(&containers[0]["ports"]).first()?;
             Some((0, port_of(p)?, name_of(p)))

@@ -665,3 +665,65 @@ fn it_refuses_to_start_without_a_usable_certificate_or_with_bad_flags() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_pods_app_port_annotation_picks_the_app() {
+    let w = Webhook::start(&[]).await;
+    // An exporter first: without the annotation lifeguard would take its port.
+    let mut pod = replicaset_pod(json!({
+        "lifeguard.io/inject": "enabled",
+        "lifeguard.io/app-port": "http"
+    }));
+    let app = pod["spec"]["containers"][0].clone();
+    pod["spec"]["containers"] = json!([
+        {"name": "exporter", "image": "exporter:1",
+         "ports": [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]},
+        app
+    ]);
+    let reply = w
+        .review("/inject", &review_for("u-port", "Pod", "CREATE", &pod))
+        .await;
+    let answer = reply.json();
+    let patched = apply(
+        &pod,
+        &patch_of(allowed(&answer, "u-port")).expect("a patch"),
+    );
+    assert_eq!(patched, cli_inject(&pod, &["--config-annotation"]));
+    validate(&patched);
+    check_config(&patched);
+    let config: serde_yaml::Value = serde_yaml::from_str(
+        patched["metadata"]["annotations"]["lifeguard.io/config"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["app"]["endpoints"][0].as_str(),
+        Some("127.0.0.1:3000")
+    );
+    // The app's port renamed, the exporter's untouched.
+    assert_eq!(
+        patched["spec"]["containers"][1]["ports"][0]["name"],
+        "app-http"
+    );
+    assert_eq!(
+        patched["spec"]["containers"][0]["ports"][0]["name"],
+        "metrics"
+    );
+    // A name no container has: not injected, said so.
+    let mut wrong = pod.clone();
+    wrong["metadata"]["annotations"]["lifeguard.io/app-port"] = json!("web");
+    let reply = w
+        .review("/inject", &review_for("u-wrong", "Pod", "CREATE", &wrong))
+        .await;
+    let answer = reply.json();
+    let r = allowed(&answer, "u-wrong");
+    assert!(patch_of(r).is_none());
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no container has a port named web"),
+        "{answer}"
+    );
+}
