@@ -23,7 +23,8 @@
 //!   relabelling and the chart's rules while a real Node app crashes.
 //! - `webhook_*` (webhook.rs): the chart's admission webhook part in both
 //!   certificate modes, validated and wired, and the rendered Deployment's
-//!   arguments and generated certificate run for real.
+//!   arguments and generated certificate run for real; the kubelet
+//!   simulation on a pod the real webhook patched.
 //! - `pod_lifecycle_*`: kubelet played on this machine for the rendered pod,
 //!   under load, for each sidecar mode: no client request may fail.
 //!

@@ -7,7 +7,8 @@
 //! the generated certificate used for real: the rendered Deployment's
 //! arguments run `lifeguard webhook` with the rendered Secret, and a client
 //! that trusts only the rendered caBundle and names the Service as the API
-//! server does gets a patched Pod back.
+//! server does gets a patched Pod back. Last, the kubelet simulation on a
+//! user's pod as the real webhook patched it.
 
 use crate::render::{self, seq, Rendered};
 use base64::Engine;
@@ -456,4 +457,95 @@ async fn the_rendered_webhook_serves_the_rendered_certificate_to_the_api_servers
         assert_eq!(lifeguard["ports"][0]["containerPort"], 8080);
         assert_eq!(lifeguard["ports"][1]["containerPort"], 9901);
     }
+}
+
+/// One annotation, the whole promise: the user's Deployment
+/// (tests/k8s/user-app.yaml, its Service targeting the port by name as the
+/// webhook needs) with its pod as the real `lifeguard webhook` patched it
+/// (config from the pod's annotation through the downwardAPI volume), run by
+/// the kubelet simulation: no request may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_lifecycle_of_a_webhook_injected_pod_loses_no_request() {
+    let text = std::fs::read_to_string(render::repo().join("tests/k8s/user-app.yaml")).unwrap();
+    let mut r = Rendered::parse("webhook-injected user-app", &text);
+    let ca = support::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    ca.leaf().write(&cert, &key);
+    let mut cmd = tokio::process::Command::new(support::process::binary());
+    cmd.args([
+        "webhook",
+        "--listen",
+        "127.0.0.1:0",
+        "--drain-delay",
+        "2",
+        "--drain-timeout",
+        "10",
+    ])
+    .arg("--cert-file")
+    .arg(&cert)
+    .arg("--key-file")
+    .arg(&key);
+    let mut child = spawn_piped(&mut cmd, "lifeguard webhook");
+    let lines = Lines::of_child(&mut child);
+    let addr: std::net::SocketAddr = wait_line(&mut child, &lines, "webhook start", 10, |l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["message"] == "lifeguard webhook started")
+            .then(|| v["listen"].as_str()?.parse().ok())
+            .flatten()
+    })
+    .await;
+
+    // The Pod the ReplicaSet would create from the template.
+    let deployment = r.one("Deployment").clone();
+    let template: serde_json::Value =
+        serde_json::to_value(&deployment["spec"]["template"]).unwrap();
+    let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": template["metadata"], "spec": template["spec"]});
+    pod["metadata"]["generateName"] = serde_json::json!("storefront-5d8c7b9f4-");
+    pod["metadata"]["namespace"] = serde_json::json!("shop");
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "sim-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "namespace": "shop", "operation": "CREATE", "object": pod}
+    });
+    let answer = post(
+        &ca.client(&[b"h2"]),
+        addr,
+        "localhost",
+        "/inject",
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    drop(child);
+    let patch: json_patch::Patch = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(answer["response"]["patch"].as_str().expect("a patch"))
+            .unwrap(),
+    )
+    .unwrap();
+    json_patch::patch(&mut pod, &patch).unwrap();
+
+    // The patched Pod as the Deployment's pod, the Service by port name.
+    for d in &mut r.docs {
+        match d["kind"].as_str() {
+            Some("Deployment") => {
+                d["spec"]["template"]["metadata"]["annotations"] =
+                    serde_yaml::to_value(&pod["metadata"]["annotations"]).unwrap();
+                d["spec"]["template"]["spec"] = serde_yaml::to_value(&pod["spec"]).unwrap();
+            }
+            Some("Service") => {
+                d["spec"]["ports"][0]["targetPort"] = Value::from("http");
+            }
+            _ => {}
+        }
+    }
+    let p = r.pod();
+    assert!(!p.native);
+    let (_, volume) = p.volume_for(&p.config_path());
+    assert!(volume["downwardAPI"].is_mapping(), "{volume:?}");
+    assert_eq!(p.drain().1, std::time::Duration::from_secs(10));
+    let report = crate::lifecycle::simulate(&r, crate::lifecycle::Options::default()).await;
+    crate::pod_lifecycle::assert_clean_shutdown("webhook-injected user-app", &report);
 }
