@@ -22,7 +22,7 @@ mod patch;
 pub mod review;
 
 use crate::control::certs::{rotate, Rotation};
-use crate::inject::Options;
+use crate::inject::{Mode, Options};
 use crate::runtime::CertResolver;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -95,7 +95,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         listen = %local,
         cert_file = %settings.cert_file.display(),
-        mode = ?settings.inject.mode,
+        mode = match settings.inject.mode {
+            Mode::Classic => "classic",
+            Mode::Native => "native",
+        },
         image = %settings.inject.image,
         "lifeguard webhook started"
     );
