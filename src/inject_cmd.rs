@@ -2,7 +2,7 @@
 //! standard input), writes it to standard output with lifeguard injected
 //! (`inject`, the pure part) and prints warnings on standard error.
 
-use crate::inject::{self, Mode, Options, PortRef};
+use crate::inject::{self, ConfigSource, Mode, Options, PortRef};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,9 +26,6 @@ pub struct InjectArgs {
     /// `lifeguard.io/inject: enabled` (`disabled` still opts out).
     #[arg(long)]
     pub all: bool,
-    /// How lifeguard runs beside the app.
-    #[arg(long, value_enum, default_value = "classic")]
-    pub mode: ModeArg,
     /// The app's port, by number or name (default: the first port of the
     /// first container).
     #[arg(long, value_name = "PORT")]
@@ -36,8 +33,27 @@ pub struct InjectArgs {
     /// A ConfigMap of yours holding lifeguard's config.yaml (default: one
     /// generated per workload, `<name>-lifeguard`). Its listen, admin.listen
     /// and app.endpoints must match --port, --admin-port and the app's port.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "config_annotation")]
     pub config_map: Option<String>,
+    /// Put the generated config.yaml into the pod template's
+    /// `lifeguard.io/config` annotation, mounted by a downwardAPI volume,
+    /// instead of a ConfigMap (what the webhook does).
+    #[arg(long)]
+    pub config_annotation: bool,
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+    /// Take lifeguard out again (of what `lifeguard inject` injected).
+    #[arg(long)]
+    pub uninject: bool,
+}
+
+/// What lifeguard's container looks like: shared by `lifeguard inject` and
+/// `lifeguard webhook`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SidecarArgs {
+    /// How lifeguard runs beside the app.
+    #[arg(long, value_enum, default_value = "classic")]
+    pub mode: ModeArg,
     /// lifeguard's image.
     #[arg(long, default_value = concat!("lifeguard:", env!("CARGO_PKG_VERSION")))]
     pub image: String,
@@ -54,26 +70,38 @@ pub struct InjectArgs {
     /// this plus 10.
     #[arg(long, default_value_t = 25, value_name = "SECONDS")]
     pub drain_timeout: u32,
-    /// Take lifeguard out again (of what `lifeguard inject` injected).
-    #[arg(long)]
-    pub uninject: bool,
 }
 
-impl InjectArgs {
-    fn options(&self) -> Options {
+impl SidecarArgs {
+    /// The injection options these flags give (`config`, `all`, `app_port`
+    /// at their defaults: the caller sets them).
+    pub fn options(&self) -> Options {
         Options {
             mode: match self.mode {
                 ModeArg::Classic => Mode::Classic,
                 ModeArg::Native => Mode::Native,
             },
-            all: self.all,
-            app_port: self.app_port.as_deref().map(PortRef::parse),
-            config_map: self.config_map.clone(),
             image: self.image.clone(),
             port: self.port,
             admin_port: self.admin_port,
             drain_delay: self.drain_delay,
             drain_timeout: self.drain_timeout,
+            ..Options::default()
+        }
+    }
+}
+
+impl InjectArgs {
+    fn options(&self) -> Options {
+        Options {
+            all: self.all,
+            app_port: self.app_port.as_deref().map(PortRef::parse),
+            config: match (&self.config_map, self.config_annotation) {
+                (Some(name), _) => ConfigSource::ConfigMap(name.clone()),
+                (None, true) => ConfigSource::Annotation,
+                (None, false) => ConfigSource::Generated,
+            },
+            ..self.sidecar.options()
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Floors, from the ground up; a module imports only from floors below it:
 //! `config` (pure values) → `error`, `metrics`, `inflight`, `logging`,
 //! `shutdown`, `inject` (leaves) → `upstream` → `runtime` → `proxy` → `server` →
-//! `control` → `admin` → `app` (assembly) and the CLI commands.
+//! `control` → `admin`, `webhook` → `app` (assembly) and the CLI commands.
 
 pub mod config;
 pub mod error;
@@ -25,10 +25,12 @@ pub mod server;
 pub mod control;
 
 pub mod admin;
+pub mod webhook;
 
 pub mod app;
 pub mod drain_cmd;
 pub mod inject_cmd;
+pub mod webhook_cmd;
 
 /// What the fuzz targets in `fuzz/` (and `tests/fuzz_regressions.rs`, which
 /// replays their findings) reach that is not public otherwise. Thin wrappers

@@ -1,8 +1,9 @@
 //! Command line: `lifeguard [--config PATH]` runs the proxy; `check`
 //! validates a config; `config` prints the effective config; `schema`
 //! prints the config's JSON Schema; `drain` drains a running lifeguard
-//! (preStop hook); `inject` adds lifeguard to Kubernetes manifests (no
-//! config needed). Exit 64 (EX_USAGE) on a bad config.
+//! (preStop hook); `inject` adds lifeguard to Kubernetes manifests and
+//! `webhook` serves the same injection as an admission webhook (neither
+//! needs a config). Exit 64 (EX_USAGE) on a bad config.
 
 use clap::{Parser, Subcommand};
 use lifeguard::config::Config;
@@ -55,12 +56,17 @@ enum Command {
     /// Add lifeguard to the workloads of Kubernetes YAML (stdin or -f), or
     /// take it out (--uninject); the result goes to stdout.
     Inject(lifeguard::inject_cmd::InjectArgs),
+    /// Serve the injection as a Kubernetes mutating admission webhook
+    /// (HTTPS; Pods annotated `lifeguard.io/inject: enabled`, or of a
+    /// namespace labelled so).
+    Webhook(lifeguard::webhook_cmd::WebhookArgs),
 }
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match &cli.command {
         Some(Command::Inject(args)) => return lifeguard::inject_cmd::run(args),
+        Some(Command::Webhook(args)) => return lifeguard::webhook_cmd::run(args),
         Some(Command::Schema { chart }) => return print_schema(*chart),
         _ => {}
     }
@@ -99,6 +105,7 @@ fn main() -> ExitCode {
             .map(|drained| i32::from(!drained)),
         // Handled before the config is loaded (it needs none).
         Some(Command::Inject(args)) => return lifeguard::inject_cmd::run(&args),
+        Some(Command::Webhook(args)) => return lifeguard::webhook_cmd::run(&args),
         None => {
             let _log = lifeguard::logging::init(&config.log);
             runtime.block_on(lifeguard::app::run(config))

@@ -368,6 +368,13 @@ impl Config {
     }
 }
 
+/// A listener address as the config writes it (`IP:PORT`, `HOST:PORT`,
+/// `:PORT`), for listeners named outside the config file (`lifeguard
+/// webhook --listen`). `Err` says why, with the allowed forms.
+pub fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    addrs::resolve(text, true).map_err(|e| format!("{e}; allowed: {}", addrs::LISTEN_FORMS))
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

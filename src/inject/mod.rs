@@ -26,11 +26,19 @@ pub const PREFIX: &str = "lifeguard.io/";
 /// Pod template annotation that opts a workload in (`enabled`) or out
 /// (`disabled`, even with `--all`).
 pub const INJECT: &str = "lifeguard.io/inject";
+/// Pod template annotation naming the app's port (number or name), for
+/// pods whose app port is not the first container's first port; it beats
+/// `--app-port` (and is the webhook's only way to say it).
+pub const APP_PORT: &str = "lifeguard.io/app-port";
 /// Set on an injected pod template: the version of lifeguard that injected.
 pub const INJECTED: &str = "lifeguard.io/injected";
 /// Set on an injected pod template: what the injection changed (JSON), so
 /// `--uninject` can undo exactly that.
 pub const RECORD: &str = "lifeguard.io/inject-record";
+/// Set on an injected pod template when the config travels with the pod
+/// ([`ConfigSource::Annotation`], the webhook's way): lifeguard's
+/// `config.yaml`, exposed to its container by a `downwardAPI` volume.
+pub const CONFIG: &str = "lifeguard.io/config";
 /// Set on a Service whose `targetPort`s were rewritten: the original ones
 /// (JSON, by service port).
 pub const TARGET_PORTS: &str = "lifeguard.io/original-target-ports";
@@ -67,6 +75,21 @@ impl PortRef {
     }
 }
 
+/// Where lifeguard's `config.yaml` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A ConfigMap generated per workload (`<name>-lifeguard`), written
+    /// beside it in the output.
+    Generated,
+    /// A ConfigMap of the user's, by name.
+    ConfigMap(String),
+    /// The pod's own [`CONFIG`] annotation, mounted through a `downwardAPI`
+    /// volume: nothing to create beside the pod (the admission webhook
+    /// cannot create ConfigMaps), and editing the annotation of a running
+    /// pod still reaches lifeguard's hot reload.
+    Annotation,
+}
+
 /// What to inject.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -75,9 +98,8 @@ pub struct Options {
     pub all: bool,
     /// Default: the first port of the first container.
     pub app_port: Option<PortRef>,
-    /// A ConfigMap of the user's with lifeguard's `config.yaml`; default: one
-    /// generated per workload (`<name>-lifeguard`).
-    pub config_map: Option<String>,
+    /// Where lifeguard's `config.yaml` comes from.
+    pub config: ConfigSource,
     pub image: String,
     /// lifeguard's client listener (the next free port when the pod uses it).
     pub port: u16,
@@ -86,6 +108,10 @@ pub struct Options {
     /// `drain.delay` and `drain.timeout`, in seconds.
     pub drain_delay: u32,
     pub drain_timeout: u32,
+    /// Warn when no Service of the input selects an injected pod (the
+    /// command sees whole manifests; the webhook sees one Pod, never its
+    /// Services).
+    pub warn_unseen_services: bool,
 }
 
 impl Default for Options {
@@ -94,12 +120,13 @@ impl Default for Options {
             mode: Mode::Classic,
             all: false,
             app_port: None,
-            config_map: None,
+            config: ConfigSource::Generated,
             image: format!("lifeguard:{VERSION}"),
             port: 8080,
             admin_port: 9901,
             drain_delay: 5,
             drain_timeout: 25,
+            warn_unseen_services: true,
         }
     }
 }
@@ -207,7 +234,7 @@ pub fn inject(mut docs: Vec<Value>, opts: &Options) -> Result<Output, InjectErro
         });
     }
     for (facts, served) in injected.iter().zip(&served) {
-        if !served && facts.has_service {
+        if !served && facts.has_service && opts.warn_unseen_services {
             warnings.push(service::unseen_warning(facts));
         }
     }

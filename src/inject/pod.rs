@@ -5,7 +5,10 @@
 
 use super::service::labels_of;
 use super::sidecar::{self, Plan, ADMIN_PORT_NAME, CONFIG_VOLUME, CONTAINER};
-use super::{entry, Mode, Options, PortRef, Warning, INJECT, INJECTED, RECORD, VERSION};
+use super::{
+    entry, ConfigSource, Mode, Options, PortRef, Warning, APP_PORT, CONFIG, INJECT, INJECTED,
+    RECORD, VERSION,
+};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
@@ -185,10 +188,17 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
     }
 
     // The app container and its port.
-    let Some((app_index, app_port, app_port_name)) = find_app(containers, opts) else {
+    // The pod's own `lifeguard.io/app-port` beats --app-port (the webhook
+    // has no per-pod flags).
+    let chosen = match annotations.get(APP_PORT) {
+        Some(Value::String(p)) => Some(PortRef::parse(p)),
+        Some(Value::Number(n)) => Some(PortRef::parse(&n.to_string())),
+        _ => opts.app_port.clone(),
+    };
+    let Some((app_index, app_port, app_port_name)) = find_app(containers, chosen.as_ref()) else {
         return skip(
             id,
-            match &opts.app_port {
+            match &chosen {
                 Some(PortRef::Name(n)) => {
                     format!("no container has a port named {n}; not injected")
                 }
@@ -265,13 +275,18 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
         .or_else(|| str_of(&t.owner_meta, "generateName").map(|g| g.trim_end_matches('-')))
         .unwrap_or("pod");
     let namespace = str_of(&t.owner_meta, "namespace").map(str::to_owned);
-    let (cm_name, config_map) = match &opts.config_map {
-        Some(name) => (name.clone(), None),
-        None => {
+    let (volume, config_map, config_annotation) = match &opts.config {
+        ConfigSource::ConfigMap(name) => (sidecar::volume(name), None, None),
+        ConfigSource::Generated => {
             let name = format!("{owner_name}-lifeguard");
             let cm = sidecar::config_map(&name, namespace.as_deref(), &plan, opts, id);
-            (name, Some(cm))
+            (sidecar::volume(&name), Some(cm), None)
         }
+        ConfigSource::Annotation => (
+            sidecar::annotation_volume(CONFIG),
+            None,
+            Some(sidecar::config_text(&plan, opts, id)),
+        ),
     };
 
     let mut warnings = Vec::new();
@@ -313,12 +328,7 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
         Mode::Native => "initContainers",
     };
     push(spec, list_key, container, &mut record.created);
-    push(
-        spec,
-        "volumes",
-        sidecar::volume(&cm_name),
-        &mut record.created,
-    );
+    push(spec, "volumes", volume, &mut record.created);
     if let Some(app) = spec
         .get_mut("containers")
         .and_then(Value::as_sequence_mut)
@@ -361,6 +371,9 @@ pub(super) fn inject(t: Template<'_>, kind: &str, id: &str, opts: &Options) -> I
     {
         a.insert(INJECTED.into(), VERSION.into());
         a.insert(RECORD.into(), record_json.into());
+        if let Some(text) = config_annotation {
+            a.insert(CONFIG.into(), text.into());
+        }
     }
     Injected::Done(Box::new(Done {
         facts,
@@ -386,14 +399,17 @@ fn push(spec: &mut Value, key: &str, item: Value, created: &mut Vec<String>) {
 }
 
 /// The app container (index), its port and the port's name.
-fn find_app(containers: &[Value], opts: &Options) -> Option<(usize, u16, Option<String>)> {
+fn find_app(
+    containers: &[Value],
+    chosen: Option<&PortRef>,
+) -> Option<(usize, u16, Option<String>)> {
     let port_of = |p: &Value| {
         p.get("containerPort")
             .and_then(Value::as_u64)
             .and_then(|n| u16::try_from(n).ok())
     };
     let name_of = |p: &Value| str_of(p, "name").map(str::to_owned);
-    match &opts.app_port {
+    match chosen {
         None => {
             let p = seq(&containers[0]["ports"]).first()?;
             Some((0, port_of(p)?, name_of(p)))
@@ -589,6 +605,7 @@ pub(super) fn uninject(t: Template<'_>) -> Result<bool, String> {
             Some(a) => {
                 a.remove(INJECTED);
                 a.remove(RECORD);
+                a.remove(CONFIG);
                 a.is_empty()
             }
             None => false,

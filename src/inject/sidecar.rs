@@ -110,6 +110,22 @@ pub(super) fn volume(config_map: &str) -> Value {
     to_yaml(json!({"name": CONFIG_VOLUME, "configMap": {"name": config_map}}))
 }
 
+/// The volume of lifeguard's config when it is the pod's `annotation`:
+/// the kubelet writes the annotation's value to `config.yaml` and rewrites
+/// it when the annotation changes (as for a ConfigMap: a new directory and
+/// an atomic symlink swap, so hot reload sees it).
+pub(super) fn annotation_volume(annotation: &str) -> Value {
+    to_yaml(json!({
+        "name": CONFIG_VOLUME,
+        "downwardAPI": {
+            "items": [{
+                "path": CONFIG_FILE,
+                "fieldRef": {"fieldPath": format!("metadata.annotations['{annotation}']")},
+            }],
+        },
+    }))
+}
+
 /// The app container's preStop hook in classic mode: the kubelet waits on
 /// lifeguard's `/admin/drained` (open to the kubelet: it only reads), so the
 /// app gets SIGTERM once lifeguard has drained. No client is needed in the

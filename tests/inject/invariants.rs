@@ -489,16 +489,31 @@ fn check_pod(
         );
     }
 
-    // lifeguard's config: mounted from a ConfigMap; generated ones match.
+    // lifeguard's config: mounted from a ConfigMap, or (--config-annotation)
+    // from the pod's own annotation through a downwardAPI volume; generated
+    // ones match.
     let volume = named(&so["volumes"], "lifeguard-config").expect("config volume");
-    let cm_name = volume["configMap"]["name"].as_str().unwrap();
-    let Some(cm) = generated
-        .iter()
-        .find(|c| c["metadata"]["name"].as_str() == Some(cm_name))
-    else {
-        return; // --config-map: the user's
+    let text = if let Some(items) = volume["downwardAPI"]["items"].as_sequence() {
+        assert_eq!(items.len(), 1, "{ctx}: {volume:?}");
+        assert_eq!(items[0]["path"].as_str(), Some("config.yaml"), "{ctx}");
+        assert_eq!(
+            items[0]["fieldRef"]["fieldPath"].as_str(),
+            Some("metadata.annotations['lifeguard.io/config']"),
+            "{ctx}"
+        );
+        to["metadata"]["annotations"]["lifeguard.io/config"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{ctx}: no lifeguard.io/config annotation"))
+    } else {
+        let cm_name = volume["configMap"]["name"].as_str().unwrap();
+        let Some(cm) = generated
+            .iter()
+            .find(|c| c["metadata"]["name"].as_str() == Some(cm_name))
+        else {
+            return; // --config-map: the user's
+        };
+        cm["data"]["config.yaml"].as_str().unwrap()
     };
-    let text = cm["data"]["config.yaml"].as_str().unwrap();
     let config: Value = serde_yaml::from_str(text).unwrap();
     assert_eq!(
         port_of(config["listen"].as_str().unwrap()),

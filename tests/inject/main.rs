@@ -199,6 +199,20 @@ const CASES: &[Case] = &[
         injected: 1,
         warnings: &[],
     },
+    // The config in the pod template's annotation (what the webhook does):
+    // no ConfigMap generated.
+    Case {
+        file: "statefulset.yaml",
+        args: &["--config-annotation"],
+        injected: 1,
+        warnings: &[],
+    },
+    Case {
+        file: "list.yaml",
+        args: &["--config-annotation", "--mode", "native"],
+        injected: 3,
+        warnings: &["replicaset/infra/worker: no Service", "pod/infra/debug: no Service"],
+    },
 ];
 
 #[test]

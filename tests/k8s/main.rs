@@ -21,6 +21,10 @@
 //! - `prometheus_fires_the_crash_alerts_with_the_operators_labels`: a real
 //!   Prometheus scrapes a live lifeguard with the Operator's PodMonitor
 //!   relabelling and the chart's rules while a real Node app crashes.
+//! - `webhook_*` (webhook.rs): the chart's admission webhook part in both
+//!   certificate modes, validated and wired, and the rendered Deployment's
+//!   arguments and generated certificate run for real; the kubelet
+//!   simulation on a pod the real webhook patched.
 //! - `pod_lifecycle_*`: kubelet played on this machine for the rendered pod,
 //!   under load, for each sidecar mode: no client request may fail.
 //!
@@ -46,3 +50,4 @@ mod pod_lifecycle;
 mod pods;
 mod prometheus;
 mod subchart;
+mod webhook;

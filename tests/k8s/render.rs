@@ -287,10 +287,32 @@ impl Pod<'_> {
     }
 
     /// config.yaml as lifeguard reads it: from the ConfigMap mounted at the
-    /// directory of `--config`.
+    /// directory of `--config`, or from the pod's annotation a downwardAPI
+    /// volume mounts there (the admission webhook's way).
     pub(crate) fn config_text(&self) -> String {
         let path = self.config_path();
         let (_, volume) = self.volume_for(&path);
+        if let Some(items) = volume["downwardAPI"]["items"].as_sequence() {
+            let file = Path::new(&path).file_name().unwrap().to_str().unwrap();
+            let item = items
+                .iter()
+                .find(|i| i["path"].as_str() == Some(file))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: no {file} in the downwardAPI volume",
+                        self.rendered.name
+                    )
+                });
+            let field = item["fieldRef"]["fieldPath"].as_str().expect("fieldRef");
+            let key = field
+                .strip_prefix("metadata.annotations['")
+                .and_then(|k| k.strip_suffix("']"))
+                .unwrap_or_else(|| panic!("{}: {field} is not an annotation", self.rendered.name));
+            return self.annotations[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: no annotation {key}", self.rendered.name))
+                .to_owned();
+        }
         let cm_name = volume["configMap"]["name"]
             .as_str()
             .unwrap_or_else(|| panic!("{}: config volume is not a ConfigMap", self.rendered.name));
