@@ -495,16 +495,42 @@ async fn http2_zero_window_client_is_cut_at_send_timeout() {
     );
 }
 
-/// 100 HTTP/1.1 clients that each ask a child-process lifeguard for 100 MiB
-/// and never read. While stuck, each holds what is on its way: about
-/// 250 KiB (the app connection's read buffer and one chunk in hyper's write
-/// queue; the response body is held back while the client's socket is
-/// blocked, so hyper's queue does not fill to its 400 KiB). Each is cut at
-/// `send_timeout`, and its memory goes back to the OS (jemalloc purges
-/// freed pages within about a second): after every round RSS comes back
-/// to within a few MiB of where it started (6 asserted, about 2 to 4 seen), and three rounds never add up.
+/// 100 clients that each ask a child-process lifeguard for 100 MiB and take
+/// nothing: HTTP/1.1 clients that never read, or HTTP/2 clients whose
+/// flow-control window is zero. While stuck, an HTTP/1.1 one holds what is
+/// on its way, about 250 KiB (the app connection's read buffer and one chunk
+/// in hyper's write queue; the response body is held back while the
+/// client's socket is blocked, so hyper's queue does not fill to its
+/// 400 KiB); an HTTP/2 one holds less (no byte fits its window). Each is cut
+/// at `send_timeout`, and its memory goes back to the OS (jemalloc purges
+/// freed pages within about a second): after every round RSS comes back to
+/// within a few MiB of where it started (6 asserted, about 2 to 4 seen),
+/// and three rounds never add up.
 #[tokio::test]
 async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
+    hundred_stuck_clients(false).await;
+}
+
+#[tokio::test]
+async fn hundred_zero_window_http2_clients_cost_little_memory_after_send_timeout() {
+    hundred_stuck_clients(true).await;
+}
+
+/// A client of `/big` that takes nothing: HTTP/2 with a zero window (`h2`),
+/// else HTTP/1.1 that never reads.
+async fn stuck_client(addr: SocketAddr, h2: bool) -> TcpStream {
+    if !h2 {
+        return non_reader(addr).await;
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let zero = [(H2_SETTINGS_INITIAL_WINDOW_SIZE, 0)];
+    s.write_all(&h2_hello(&zero, "GET", "/big", true))
+        .await
+        .unwrap();
+    s
+}
+
+async fn hundred_stuck_clients(h2: bool) {
     const CLIENTS: usize = 100;
     const ROUNDS: usize = 3;
     let dropped = Arc::new(AtomicUsize::new(0));
@@ -520,7 +546,7 @@ async fn hundred_non_readers_cost_little_memory_after_send_timeout() {
     for round in 1..=ROUNDS {
         let mut clients = Vec::new();
         for _ in 0..CLIENTS {
-            clients.push(non_reader(p.addr).await);
+            clients.push(stuck_client(p.addr, h2).await);
         }
         let connected = Instant::now();
         tokio::time::sleep(Duration::from_millis(500)).await;
