@@ -56,7 +56,13 @@ pub fn init(cfg: &LogConfig) -> Option<LogGuard> {
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(false)
         .thread_name("lifeguard-log")
-        .finish(std::io::stdout());
+        // Buffered: the writer thread drains every queued line, then flushes
+        // (tracing-appender's worker), so a burst is one write(2), not one
+        // per line; a quiet moment still flushes at once.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
