@@ -294,7 +294,7 @@ impl Config {
                         field: "(top level)".into(),
                         message: format!(
                             "found {}; allowed: a mapping of sections (listen, admin, app, health, ...)",
-                            problems::show(&other)
+                            raw::show(&other)
                         ),
                     }],
                 })

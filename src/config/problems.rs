@@ -5,7 +5,7 @@
 //! says what was found and what is allowed, in the config's own words
 //! (`16 KiB to 1 MiB`, `10ms to 1m`), never in Rust's.
 
-use super::raw::{DurationText, Field, SizeText, Text};
+use super::raw::{show, DurationText, Field, SizeText, Text};
 use super::units::{
     format_duration, human_size, parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS,
 };
@@ -24,19 +24,6 @@ pub struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// A YAML value as a message shows it: scalars as written, collections by kind.
-pub(super) fn show(v: &Value) -> String {
-    match v {
-        Value::Null => "nothing".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("\"{s}\""),
-        Value::Sequence(_) => "a list".into(),
-        Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(t) => format!("a value tagged {}", t.tag),
     }
 }
 

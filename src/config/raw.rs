@@ -36,7 +36,7 @@ pub(super) fn string_keys(v: Value) -> Value {
             Value::Null => "null".into(),
             Value::Bool(b) => b.to_string(),
             Value::Number(n) => n.to_string(),
-            other => super::problems::show(&other),
+            other => show(&other),
         };
         // Two keys that read the same (`1` and `"1"`): the first is kept.
         if !out.contains_key(key.as_str()) {
@@ -435,4 +435,17 @@ pub(super) struct RawLog {
     #[schemars(skip)]
     #[serde(flatten)]
     pub unknown: Mapping,
+}
+
+/// A YAML value as a message shows it: scalars as written, collections by kind.
+pub(super) fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("\"{s}\""),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    }
 }

@@ -3,7 +3,6 @@
 //! app's preStop wait in classic mode, the grace period raised to fit the
 //! drain), and taken out again from the record the injection leaves.
 
-use super::service::labels_of;
 use super::sidecar::{self, Plan, ADMIN_PORT_NAME, CONFIG_VOLUME, CONTAINER};
 use super::{
     entry, ConfigSource, Mode, Options, PortRef, Warning, APP_PORT, CONFIG, INJECT, INJECTED,
@@ -638,6 +637,15 @@ fn remove_named(spec: &mut Value, key: &str, name: &str, created: bool) {
     if empty && created {
         m.remove(key);
     }
+}
+
+/// The labels of a pod template (empty when it has none).
+pub(super) fn labels_of(template: &Value) -> Mapping {
+    template["metadata"]
+        .get("labels")
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use super::pod::Facts;
 use super::{entry, Warning, TARGET_PORTS};
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 use std::collections::BTreeMap;
 
 /// Whether `svc` selects the pods of `facts` (same namespace, every
@@ -144,13 +144,4 @@ pub(super) fn unseen_warning(facts: &Facts) -> Warning {
             lg = facts.lifeguard_port,
         ),
     }
-}
-
-/// The labels of a pod template (empty when it has none).
-pub(super) fn labels_of(template: &Value) -> Mapping {
-    template["metadata"]
-        .get("labels")
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default()
 }
