@@ -141,7 +141,9 @@ pub(super) async fn serve_io<I>(
         let served = serve_h2(lent, first, &state, &shared, &client, phase.clone());
         let end = Box::pin(served).await;
         if let Ok(returned) = back.try_recv() {
-            close(returned, end, h2, peer, &shared, &client, phase).await;
+            // Boxed: once per connection, and large beside what an idle
+            // connection keeps in its own future.
+            Box::pin(close(returned, end, h2, peer, &shared, &client, phase)).await;
         }
         return;
     }
@@ -157,7 +159,9 @@ pub(super) async fn serve_io<I>(
             return;
         };
         if !matches!(end, End::Released) {
-            close(returned, end, h2, peer, &shared, &client, phase).await;
+            // Boxed: once per connection, and large beside what an idle
+            // connection keeps in its own future.
+            Box::pin(close(returned, end, h2, peer, &shared, &client, phase)).await;
             return;
         }
         io = returned.io;
