@@ -28,6 +28,7 @@ pub mod admin;
 pub mod webhook;
 
 pub mod app;
+pub mod cli;
 pub mod drain_cmd;
 pub mod inject_cmd;
 pub mod webhook_cmd;
