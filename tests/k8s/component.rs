@@ -28,29 +28,7 @@ fn only_deployment(r: &Rendered, name: &str) -> Rendered {
 #[test]
 fn component_injects_annotated_deployments_keeping_their_init_containers() {
     let r = build();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("user.yaml");
-    let text: String = r
-        .docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
-        .collect();
-    std::fs::write(&file, text).unwrap();
-    for v in ["1.29.0", "1.33.0"] {
-        let out = std::process::Command::new(render::tools().join("kubernetes-validate"))
-            .args(["--strict", "-k", v])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{v}: {text}");
-        assert!(
-            text.lines()
-                .all(|l| l.trim().is_empty() || l.contains(" passed for resource ")),
-            "{v}: {text}"
-        );
-    }
+    render::assert_valid(&r.docs, "user app with the Component");
 
     let api = only_deployment(&r, "api");
     let pod = api.pod();

@@ -488,3 +488,41 @@ pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// `kubernetes-validate --strict` of `docs` for Kubernetes 1.29 and 1.33:
+/// asserts each run succeeded and returns its output, one `(version,
+/// output)` per run, for the caller's checks of the lines.
+pub(crate) fn kubernetes_validate(docs: &[Value], what: &str) -> Vec<(&'static str, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("render.yaml");
+    let text: String = docs
+        .iter()
+        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    ["1.29.0", "1.33.0"]
+        .into_iter()
+        .map(|v| {
+            let out = Command::new(tools().join("kubernetes-validate"))
+                .args(["--strict", "-k", v])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{what}: {v}: {text}");
+            (v, text)
+        })
+        .collect()
+}
+
+/// As [`kubernetes_validate`], every resource passing.
+pub(crate) fn assert_valid(docs: &[Value], what: &str) {
+    for (v, text) in kubernetes_validate(docs, what) {
+        assert!(
+            text.lines()
+                .all(|l| l.trim().is_empty() || l.contains(" passed for resource ")),
+            "{what}: {v}: {text}"
+        );
+    }
+}

@@ -35,30 +35,7 @@ fn render_shop(sets: &[&str]) -> Rendered {
 }
 
 fn validate(r: &Rendered) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("shop.yaml");
-    let text: String = r
-        .docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
-        .collect();
-    std::fs::write(&file, text).unwrap();
-    for v in ["1.29.0", "1.33.0"] {
-        let out = std::process::Command::new(render::tools().join("kubernetes-validate"))
-            .args(["--strict", "-k", v])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{}: {v}: {text}", r.name);
-        assert!(
-            text.lines()
-                .all(|l| l.trim().is_empty() || l.contains(" passed for resource ")),
-            "{}: {v}: {text}",
-            r.name
-        );
-    }
+    render::assert_valid(&r.docs, &r.name);
 }
 
 #[test]

@@ -13,7 +13,6 @@
 use crate::render::{self, seq, Rendered};
 use base64::Engine;
 use serde_yaml::Value;
-use std::process::Command;
 use support::child::{spawn_piped, wait_line, Lines};
 
 const WEBHOOK: &str = "demo-lifeguard-webhook";
@@ -22,23 +21,7 @@ const CERT_MANAGER_KINDS: [&str; 2] = ["Certificate", "Issuer"];
 /// kubernetes-validate --strict of a render; only cert-manager's kinds may
 /// lack a schema.
 fn validate(r: &Rendered) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("render.yaml");
-    let text: String = r
-        .docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
-        .collect();
-    std::fs::write(&file, text).unwrap();
-    for v in ["1.29.0", "1.33.0"] {
-        let out = Command::new(render::tools().join("kubernetes-validate"))
-            .args(["--strict", "-k", v])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{}: {v}: {text}", r.name);
+    for (v, text) in render::kubernetes_validate(&r.docs, &r.name) {
         let mut passed = 0;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             if line.contains(" passed for resource ") {
