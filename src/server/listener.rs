@@ -78,7 +78,7 @@ pub async fn accept_loop(
                     shared.activity.enter();
                     // Debug level for the same reason as the request span.
                     let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
-                    tokio::spawn(async move {
+                    let served = async move {
                         // Boxed: a TLS handshake's state is large, and the task
                         // of a plain connection must stay small until its first
                         // byte (`conn::serve_tcp`).
@@ -89,7 +89,14 @@ pub async fn accept_loop(
                         shared.metrics.connections_open.dec();
                         shared.activity.leave();
                         drop(permit);
-                    }.instrument(span));
+                    };
+                    // A disabled span (debug off) would still sit in every
+                    // connection's task; leave it out.
+                    if span.is_disabled() {
+                        tokio::spawn(served);
+                    } else {
+                        tokio::spawn(served.instrument(span));
+                    }
                 }
                 Err(e) => errors.failed(&listener, e, &shared.metrics).await,
             },
