@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use support::process::run_bounded;
 
 /// The Kubernetes versions the outputs are validated against (native
@@ -27,22 +26,8 @@ fn corpus(name: &str) -> PathBuf {
     repo().join("tests/inject/corpus").join(name)
 }
 
-/// The bin directory of scripts/install-tools.sh (once per process).
 fn tools() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/install-tools.sh"))
-            .output()
-            .expect("run scripts/install-tools.sh");
-        assert!(
-            out.status.success(),
-            "scripts/install-tools.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        PathBuf::from(stdout.lines().last().unwrap().trim())
-    })
+    support::tools::k8s_tools()
 }
 
 pub(crate) fn parse(text: &str) -> Vec<Value> {

@@ -15,24 +15,9 @@ pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The bin directory of scripts/install-tools.sh (installed once per test
-/// process; the script itself is idempotent and locked).
+/// The bin directory of scripts/install-tools.sh (`support::tools`).
 pub(crate) fn tools() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/install-tools.sh"))
-            .output()
-            .expect("run scripts/install-tools.sh");
-        assert!(
-            out.status.success(),
-            "scripts/install-tools.sh failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).expect("utf-8");
-        PathBuf::from(stdout.lines().last().expect("bin dir").trim())
-    })
+    support::tools::k8s_tools()
 }
 
 /// The directory of prometheus and promtool (scripts/install-prometheus.sh,

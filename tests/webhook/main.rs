@@ -11,34 +11,15 @@ mod server;
 
 use serde_json::{json, Value};
 use server::Webhook;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 use support::process::run_bounded;
 
 const KUBE_VERSIONS: [&str; 2] = ["1.29.0", "1.33.0"];
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The bin directory of scripts/install-tools.sh (once per process).
 fn tools() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/install-tools.sh"))
-            .output()
-            .expect("run scripts/install-tools.sh");
-        assert!(
-            out.status.success(),
-            "scripts/install-tools.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        PathBuf::from(stdout.lines().last().unwrap().trim())
-    })
+    support::tools::k8s_tools()
 }
 
 /// A Pod as a ReplicaSet creates it and the API server hands it to

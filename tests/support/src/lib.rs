@@ -31,6 +31,7 @@ pub mod prometheus;
 pub mod raw;
 pub mod synth;
 pub mod tls;
+pub mod tools;
 pub mod upstream;
 
 pub use client::{raw_exchange, RawOutcome, RawResponse};
