@@ -56,20 +56,12 @@ fn inject(args: &[&str]) -> (String, Vec<String>) {
 /// passes.
 fn validate(file: &Path) {
     for v in KUBE_VERSIONS {
-        let out = Command::new(tools().join("kubernetes-validate"))
-            .args(["--strict", "-k", v])
-            .arg(file)
-            .output()
-            .expect("run kubernetes-validate");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "{}: kubernetes-validate {v}:\n{text}",
-            file.display()
+        let what = format!("{}: kubernetes-validate {v}", file.display());
+        let text = support::tools::run_ok(
+            Command::new(tools().join("kubernetes-validate"))
+                .args(["--strict", "-k", v])
+                .arg(file),
+            &what,
         );
         let passed = text
             .lines()

@@ -36,21 +36,12 @@ fn alerts(rules: &Value) -> Vec<&Value> {
 }
 
 fn promtool(args: &[&str], dir: &Path, what: &str) -> String {
-    let out = Command::new(render::prometheus_tools().join("promtool"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{what}: promtool {args:?} failed:\n{text}"
-    );
-    text
+    support::tools::run_ok(
+        Command::new(render::prometheus_tools().join("promtool"))
+            .args(args)
+            .current_dir(dir),
+        &format!("{what}: promtool {args:?}"),
+    )
 }
 
 /// The chart's rules and deploy/monitoring/'s.

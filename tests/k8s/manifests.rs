@@ -8,20 +8,11 @@ use std::process::Command;
 fn manifests_lint_and_validate() {
     render::tools();
     let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
-        .arg(render::repo().join("scripts/validate-k8s.sh"))
-        .arg(out_dir.path())
-        .output()
-        .expect("run scripts/validate-k8s.sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scripts/validate-k8s.sh failed ({}):\n{text}",
-        out.status
+    let text = support::tools::run_ok(
+        Command::new("bash")
+            .arg(render::repo().join("scripts/validate-k8s.sh"))
+            .arg(out_dir.path()),
+        "scripts/validate-k8s.sh",
     );
     assert!(text.contains("validate-k8s: ok"), "{text}");
     // Every value set was rendered and validated.

@@ -29,3 +29,22 @@ pub fn k8s_tools() -> &'static Path {
         PathBuf::from(stdout.lines().last().expect("bin dir").trim())
     })
 }
+
+/// Runs `cmd` to the end and returns its stdout and stderr together;
+/// panics, naming `what` and showing that output, if it did not succeed.
+pub fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
